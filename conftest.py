@@ -1,0 +1,3 @@
+"""Loads the kata's pytest plugin (kata/plugin.py); everything else lives there."""
+
+pytest_plugins = ["kata.plugin"]

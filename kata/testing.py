@@ -1,0 +1,196 @@
+"""Helpers for the kata's tests: bounded waits that fail with the spec ID.
+
+Every wait in a test goes through one of these, never through ``sleep``. Each
+takes ``what`` (the thing being waited for, in words) and a timeout, and on
+timeout fails the running test with its spec IDs, e.g.::
+
+    PROC-1: timed out after 10 s waiting for the child to report its PID
+
+The timeout is ``WAIT`` seconds unless told otherwise (``KATA_WAIT`` in the
+environment changes it), well under the per-test limit so that a learner sees
+this message rather than pytest-timeout's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pytest
+
+from kata.report import cut  # noqa: F401 - re-exported for tests: cut long output
+
+#: Default bound of one wait, in seconds.
+WAIT: float = float(os.environ.get("KATA_WAIT", "10"))
+
+#: Spec IDs of the running test; set by the plugin around each test.
+current_ids: tuple[str, ...] = ()
+
+
+def spec_prefix() -> str:
+    return ", ".join(current_ids) or "kata"
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the running test with its spec IDs in front of ``message``."""
+    __tracebackhide__ = True
+    pytest.fail(f"{spec_prefix()}: {message}", pytrace=False)
+
+
+def _timed_out(what: str, timeout: float) -> NoReturn:
+    __tracebackhide__ = True
+    fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def wait_event(event: Any, what: str, timeout: float = WAIT) -> None:
+    """Wait for a threading or multiprocessing ``Event`` (or proxy) to be set."""
+    __tracebackhide__ = True
+    if not event.wait(timeout):
+        _timed_out(what, timeout)
+
+
+def get(q: Any, what: str, timeout: float = WAIT) -> Any:
+    """``q.get`` with a bound, for ``queue.Queue``, ``multiprocessing`` queues and proxies."""
+    __tracebackhide__ = True
+    try:
+        return q.get(timeout=timeout)
+    except queue.Empty:
+        _timed_out(what, timeout)
+
+
+def recv(conn: Any, what: str, timeout: float = WAIT) -> Any:
+    """Receive one object from a ``multiprocessing`` Connection, with a bound."""
+    __tracebackhide__ = True
+    if not conn.poll(timeout):
+        _timed_out(what, timeout)
+    return conn.recv()
+
+
+def join(worker: Any, what: str, timeout: float = WAIT) -> None:
+    """Join a Thread or Process with a bound; fail if it is still alive."""
+    __tracebackhide__ = True
+    worker.join(timeout)
+    if worker.is_alive():
+        _timed_out(what, timeout)
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``predicate`` (every millisecond, backing off to 20 ms) until it is truthy.
+
+    For conditions nothing can signal, such as "the child is a zombie now";
+    prefer an Event or a Queue wherever the code under test can signal.
+    """
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            _timed_out(what, timeout)
+        time.sleep(pause)  # sleep-ok: polling a condition with a deadline
+        pause = min(pause * 2, 0.02)
+
+
+def blocked_in(thread: Any, function: str, timeout: float = WAIT) -> bool:
+    """Wait until ``thread`` has ended or is parked inside a call of ``function``.
+
+    Returns True if it is parked there, False if it ended. Lets a test prove
+    that a call (``join``, ``acquire``...) is really blocking, without
+    sleeping and hoping. CPython only (``sys._current_frames``).
+    """
+
+    def parked() -> str | None:
+        if not thread.is_alive():
+            return "ended"
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return "parked"
+            frame = frame.f_back
+        return None
+
+    return until(parked, f"a thread to block in {function}()", timeout) == "parked"
+
+
+def read_fd(fd: int, what: str, timeout: float = WAIT) -> bytes:
+    """Read a pipe's read end until EOF (every writer closed it), with a bound."""
+    __tracebackhide__ = True
+    import selectors
+
+    chunks = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                _timed_out(what, timeout)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def reap(pid: int, what: str, timeout: float = WAIT) -> int:
+    """Wait for our child ``pid`` without blocking forever; return its exit code."""
+    __tracebackhide__ = True
+    codes: list[int] = []
+
+    def ended() -> bool:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            codes.append(os.waitstatus_to_exitcode(status))
+        return bool(done)
+
+    until(ended, what, timeout)
+    return codes[0]
+
+
+def run_program(
+    cmd: list[str],
+    what: str,
+    timeout: float = WAIT,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> Any:
+    """Run a real program to its end, text in and out; kill it and fail on overrun."""
+    __tracebackhide__ = True
+    import subprocess
+
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=os.name == "posix",
+    )
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        _timed_out(what, timeout)
+    finally:
+        _kill_group(proc)  # anything the program left in its session
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc: Any) -> None:
+    import signal
+
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
