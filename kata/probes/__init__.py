@@ -1,4 +1,4 @@
-"""Targets and helpers that tests pass into child processes.
+"""Targets and helpers that tests pass into child processes (shared by all topics).
 
 They live in an importable module (not in a test function) so that spawn and
 forkserver children can import them. Each reports what it saw through the
