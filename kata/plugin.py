@@ -349,3 +349,29 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if path:
         conformance.write_json(path)
         terminalreporter.write_line(f"kata: JSON report written to {path}")
+
+
+# ------------------------------------------------------------------ shutdown
+
+_exitstatus: int = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exitstatus
+    _exitstatus = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave even if learner code left a non-daemon thread running.
+
+    Python joins such threads at exit, so one that never ends would hang the
+    run after its summary (the test that left it has already failed for it).
+    """
+    import threading
+
+    stuck = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    if stuck and os.getpid() == _SESSION_PID:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exitstatus)
