@@ -194,3 +194,73 @@ def _kill_group(proc: Any) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+
+
+class Background:
+    """Run ``func(*args, **kwargs)`` in a daemon thread; keep what it returns or raises.
+
+    For a learner function that blocks (``pool.join()``, ``queue.join()``) while
+    the test drives the other side. Every wait is bounded and fails with the
+    spec ID; if the function ends early, its exception is raised in the test
+    (a stub's ``NotImplementedError`` fails at once, not by timeout).
+    """
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        import threading
+
+        self.name = getattr(func, "__name__", "the function")
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(func, args, kwargs), daemon=True)
+        self.thread.start()
+
+    def _run(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        try:
+            self.value = func(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the test by _ended()
+            self.error = exc
+
+    def _ended(self, what: str) -> NoReturn:
+        __tracebackhide__ = True
+        if self.error is not None:
+            raise self.error
+        fail(f"{self.name}() returned before {what}")
+
+    def next(self, q: Any, what: str, timeout: float = WAIT) -> Any:
+        """The next item on ``q``; fail if ``func`` ends first or nothing comes in ``timeout`` s."""
+        __tracebackhide__ = True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return q.get(timeout=0.02)
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    self._ended(what)
+                if time.monotonic() > deadline:
+                    _timed_out(what, timeout)
+
+    def parked_in(self, function: str, filename: str, what: str, timeout: float = WAIT) -> None:
+        """Wait until ``func``'s thread blocks in ``function`` of a file whose path ends with ``filename``."""
+        __tracebackhide__ = True
+
+        def parked() -> str | None:
+            if not self.thread.is_alive():
+                return "ended"
+            frame = sys._current_frames().get(self.thread.ident)
+            while frame is not None:
+                code = frame.f_code
+                if code.co_name == function and code.co_filename.replace("\\", "/").endswith(filename):
+                    return "parked"
+                frame = frame.f_back
+            return None
+
+        if until(parked, f"{self.name}() to block in {function}() ({what})", timeout) == "ended":
+            self._ended(what)
+
+    def result(self, what: str, timeout: float = WAIT) -> Any:
+        """Wait for ``func`` to return (bounded); re-raise its exception or return its value."""
+        __tracebackhide__ = True
+        join(self.thread, what, timeout)
+        if self.error is not None:
+            raise self.error
+        return self.value
