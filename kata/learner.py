@@ -6,8 +6,9 @@ topic's module from the package chosen by ``--solutions`` and hands the test a
 what learner code can do to the test process:
 
 * ``NotImplementedError`` (a stub) fails the test with the stub's message;
-* ``KeyboardInterrupt`` and ``SystemExit`` fail the test instead of ending the
-  whole run;
+* ``KeyboardInterrupt``, ``SystemExit`` and ``os._exit`` in the test process
+  fail the test instead of ending the whole run (``os._exit`` is checked while
+  a guarded call runs: in a child it is the real one);
 * a forked child that returns (or raises) back into the caller is stopped at
   once with ``os._exit(RETURNED_CHILD)``, before it can run a second copy of
   the suite. Tests that fork read that exit code to tell the learner why.
@@ -87,14 +88,36 @@ def child_env(package: str, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
+_real_exit = os._exit
+_guarded_pids: list[int] = []  # the test process, while a guarded call runs in it
+
+
+class _ExitInTestProcess(BaseException):
+    """Raised instead of ``os._exit`` when learner code calls it in the test process."""
+
+
+def _checked_exit(code: int) -> None:
+    """``os._exit`` during a guarded call: real in a child, a failure in the test process."""
+    if _guarded_pids and os.getpid() == _guarded_pids[-1]:
+        raise _ExitInTestProcess(code)
+    _real_exit(code)
+
+
 def guard(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a learner function so that it cannot end or fork the test run."""
 
     @functools.wraps(func)
     def call(*args: Any, **kwargs: Any) -> Any:
         pid = os.getpid()
+        _guarded_pids.append(pid)
+        os._exit = _checked_exit
         try:
             return func(*args, **kwargs)
+        except _ExitInTestProcess as exc:
+            testing.fail(
+                f"{func.__name__}() called os._exit({exc.args[0]!r}) in the test process; "
+                "only a forked child may leave with os._exit"
+            )
         except NotImplementedError as exc:
             testing.fail(f"not implemented yet: NotImplementedError: {exc}")
         except KeyboardInterrupt:
@@ -107,7 +130,10 @@ def guard(func: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             if os.getpid() != pid:
                 # A forked child came back into the caller: stop it here, silently.
-                os._exit(RETURNED_CHILD)
+                _real_exit(RETURNED_CHILD)
+            _guarded_pids.pop()
+            if not _guarded_pids:
+                os._exit = _real_exit
 
     return call
 

@@ -20,6 +20,7 @@ from kata import spec as specs
 #: Captured output kept per test in the JSON report, and message lines shown.
 OUTPUT_LIMIT = 2000
 MESSAGE_LINES = 12
+LINE_LIMIT = 200
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 _RANK = {PASS: 0, SKIP: 1, FAIL: 2}
@@ -92,7 +93,8 @@ class Conformance:
         else:
             return  # a passing phase changes nothing: a result starts as a pass
         if _RANK[status] > _RANK[result.status]:
-            result.status, result.when, result.message = status, report.when, _message(report)
+            result.status, result.when = status, report.when
+            result.message = cut(_message(report))
         if status == FAIL:
             output = "".join(text for _, text in getattr(report, "sections", []) if text)
             result.output = cut((result.output + output).strip())
@@ -200,7 +202,7 @@ class Conformance:
             message = [*message[:MESSAGE_LINES], f"... ({len(message) - MESSAGE_LINES} more lines)"]
         lines = ["", f"first failure: {spec_id}" + (f" — {item.title}" if item else "")]
         lines.append(f"  test: {first.name}")
-        lines += [f"  {ln}" for ln in message]
+        lines += [f"  {ln[:LINE_LIMIT]}" + (" ..." if len(ln) > LINE_LIMIT else "") for ln in message]
         if item and item.hint_line:
             lines.append(f"  hint: {item.hint_line}   (more: kata hint {spec_id})")
         return lines
