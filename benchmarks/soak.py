@@ -94,9 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait()
 
     print(f"\n{args.runs} runs ({args.busy} busy processes), {bad_runs} failed; ", end="")
-    print(
-        f"wall per run: min {min(walls):.1f} s, median {sorted(walls)[len(walls) // 2]:.1f} s, max {max(walls):.1f} s"
-    )
+    median = sorted(walls)[len(walls) // 2]
+    print(f"wall per run: min {min(walls):.1f} s, median {median:.1f} s, max {max(walls):.1f} s")
     for name, n in counts.most_common():
         print(f"  {n:4d}x {name}\n        {messages[name]}")
     return 1 if bad_runs else 0
