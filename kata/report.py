@@ -69,6 +69,14 @@ def _message(report: Any) -> str:
     return str(report.longrepr or "").strip()
 
 
+def _plain(message: str, ids: list[str]) -> str:
+    """A failure message without the prefixes the plugin and pytest add (``[FORK-1] Failed: FORK-1: ``)."""
+    text = message.strip()
+    for prefix in (f"[{', '.join(ids)}] ", "Failed: ", *(f"{i}: " for i in ids), "kata: "):
+        text = text.removeprefix(prefix)
+    return text
+
+
 @dataclass
 class Conformance:
     solutions: str
@@ -197,12 +205,15 @@ class Conformance:
         first = min(failed, key=lambda r: (min(order.get(i, 10**6) for i in r.spec), r.name))
         spec_id = min(first.spec, key=lambda i: order.get(i, 10**6))
         item = known.get(spec_id)
-        message = first.message.strip().splitlines()
+        message = _plain(first.message, first.spec).splitlines() or ["(no message)"]
         if len(message) > MESSAGE_LINES:
             message = [*message[:MESSAGE_LINES], f"... ({len(message) - MESSAGE_LINES} more lines)"]
-        lines = ["", f"first failure: {spec_id}" + (f" — {item.title}" if item else "")]
-        lines.append(f"  test: {first.name}")
-        lines += [f"  {ln[:LINE_LIMIT]}" + (" ..." if len(ln) > LINE_LIMIT else "") for ln in message]
+        lines = ["", f"first failure: {spec_id}   ({first.name})"]
+        if item:
+            lines.append(f"  expected: {item.title}")
+        shown = [ln[:LINE_LIMIT] + (" ..." if len(ln) > LINE_LIMIT else "") for ln in message]
+        lines.append(f"  happened: {shown[0]}")
+        lines += [f"            {ln}" for ln in shown[1:]]
         if item and item.hint_line:
             lines.append(f"  hint: {item.hint_line}   (more: kata hint {spec_id})")
         return lines

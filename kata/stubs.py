@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kata import spec as specs
@@ -159,6 +161,117 @@ def reference_modules(reference: Path = REFERENCE_DIR) -> list[Path]:
 def stub_file(relative: Path, reference: Path = REFERENCE_DIR) -> tuple[str, list[Stubbed]]:
     """The stub text of one reference module, by its path inside the package."""
     return stub_source((reference / relative).read_text(encoding="utf-8"), package_depth=len(relative.parts))
+
+
+class WorkspaceError(Exception):
+    """A workspace cannot be made or changed; the message is one line for the learner."""
+
+
+#: Names a workspace may not take: they would shadow the kata, its tests or the reference.
+RESERVED = {REFERENCE, "kata", "tests", "spec", "conftest"}
+
+#: Where the CLI keeps the workspace's last reports (inside the workspace).
+STATE_DIR = ".kata"
+
+
+@dataclass
+class Workspace:
+    """What :func:`make_workspace` wrote: the modules, their stubs, and any backups."""
+
+    path: Path
+    written: list[Path] = field(default_factory=list)
+    backups: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # reference modules that did not parse
+    stubbed: dict[str, list[Stubbed]] = field(default_factory=dict)
+
+
+def check_name(path: Path) -> str:
+    """The package name of a workspace directory; :class:`WorkspaceError` if it cannot be one."""
+    name = path.name
+    if not name.isidentifier():
+        raise WorkspaceError(
+            f"{name!r} cannot be a Python package name (letters, digits and _, not starting with a digit)"
+        )
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    if name in RESERVED or name in stdlib or name in sys.builtin_module_names:
+        raise WorkspaceError(f"{name!r} would shadow a module of the same name; choose another, e.g. ws")
+    return name
+
+
+def backup(path: Path, stamp: str | None = None) -> Path:
+    """Rename ``path`` to ``<name>.bak-<YYYYmmdd-HHMMSS>`` (a free name) and return the new path."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+    path.rename(target)
+    return target
+
+
+def make_workspace(path: Path, force: bool = False, reference: Path = REFERENCE_DIR) -> Workspace:
+    """Write the stub package of ``reference`` into ``path``, plus a README.md.
+
+    An existing non-empty ``path`` is refused unless ``force``; then each file
+    whose text differs from its new stub is kept as a ``.bak-<timestamp>`` copy.
+    A reference module that does not parse (a topic being written) is skipped
+    and named in :attr:`Workspace.skipped`.
+    """
+    check_name(path)
+    if path.exists() and not path.is_dir():
+        raise WorkspaceError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise WorkspaceError(
+            f"{path}/ already exists; kata init will not overwrite it "
+            f"(--force replaces every module, keeping changed ones as .bak files; "
+            f"kata reset TOPIC restarts one topic)"
+        )
+    result = Workspace(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    files: dict[Path, str] = {}
+    for relative in reference_modules(reference):
+        try:
+            text, done = stub_file(relative, reference)
+        except SyntaxError as exc:
+            result.skipped.append(f"{relative} (line {exc.lineno}: {exc.msg})")
+            continue
+        files[relative] = text
+        result.stubbed[relative.with_suffix("").as_posix()] = done
+    files[Path("README.md")] = README.format(name=path.name)
+    for relative, text in files.items():
+        target = path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            if target.read_text(encoding="utf-8") == text:
+                continue
+            result.backups.append(backup(target, stamp))
+        target.write_text(text, encoding="utf-8")
+        result.written.append(target)
+    return result
+
+
+def reset_module(path: Path, module: str, reference: Path = REFERENCE_DIR) -> tuple[Path, Path | None]:
+    """Put the stub of ``module`` back into the workspace ``path``.
+
+    The learner's file is kept as ``<module>.py.bak-<timestamp>`` (returned
+    second; None when there was no file or it was already the stub).
+    """
+    relative = Path(f"{module}.py")
+    if not (reference / relative).exists():
+        raise WorkspaceError(f"the reference has no module {module!r} (solutions/{module}.py)")
+    try:
+        text, _ = stub_file(relative, reference)
+    except SyntaxError as exc:
+        raise WorkspaceError(f"solutions/{relative}, line {exc.lineno}: {exc.msg}; cannot stub it") from None
+    target = path / relative
+    kept = None
+    if target.exists():
+        if target.read_text(encoding="utf-8", errors="replace") == text:
+            return target, None
+        kept = backup(target)
+    target.write_text(text, encoding="utf-8")
+    return target, kept
 
 
 README = """\
