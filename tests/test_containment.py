@@ -5,10 +5,15 @@ fork and process topics on it in a pytest process of its own session, and
 checks: the run finishes, exactly the expected spec IDs fail with a clear
 message, every other ID passes, the report stays small, and no process of the
 run is left afterwards (looked up by session ID, before anything kills them).
+
+As root on Linux, each run also gets a /dev/shm of its own (a tmpfs in a
+private mount namespace, made with ``unshare``), listed when pytest has ended:
+any POSIX semaphore or shared memory the run left there fails the case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
@@ -22,6 +27,7 @@ import psutil
 import pytest
 
 from kata import spec as specs
+from kata import testing
 
 HOSTILE = Path(__file__).parent / "hostile"
 TOPICS = ("fork", "process")
@@ -37,6 +43,7 @@ FORK_ALL = {f"FORK-{n}" for n in range(1, 8)}
 #: case -> (spec IDs that must fail, words one of which each failure message must contain)
 CASES: dict[str, tuple[set[str], tuple[str, ...]]] = {
     "hang": ({"PROC-6"}, ("Timeout",)),
+    "hang_spawn": ({"PROC-6"}, ("Timeout",)),
     "busy": ({"FORK-4", "FORK-5", "FORK-7"}, ("Timeout", "timed out")),
     "deadlock": ({"PROC-7"}, ("Timeout",)),
     "fork_returns": ({"FORK-6", "FORK-7"}, ("returned into the caller", "3 lines", "child PID")),
@@ -49,6 +56,17 @@ CASES: dict[str, tuple[set[str], tuple[str, ...]]] = {
     "keyboard": ({"PROC-6"}, ("KeyboardInterrupt",)),
     "import_error": (FORK_ALL, ("fork.py, line", "SyntaxError")),
 }
+
+
+#: Wraps a run in a private /dev/shm and lists what is left in it ($1: the list file).
+SHM_WRAPPER = (
+    'mount -t tmpfs kata-shm /dev/shm || exit 97; "${@:2}"; code=$?; ls -A /dev/shm > "$1"; exit $code'
+)
+
+
+def private_shm() -> bool:
+    """Can runs get a /dev/shm of their own (root, Linux, unshare)?"""
+    return sys.platform == "linux" and os.geteuid() == 0 and shutil.which("unshare") is not None
 
 
 def make_package(case: str, where: Path) -> str:
@@ -64,29 +82,51 @@ def make_package(case: str, where: Path) -> str:
 
 
 def session_members(sid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of session ``sid``."""
     members = []
-    for proc in psutil.process_iter():
+    for proc in psutil.process_iter(["status"]):
         try:
-            if os.getsid(proc.pid) == sid:
+            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
                 members.append(proc)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
     return members
 
 
+def reap_orphans() -> None:
+    """Reap the run's orphans that ended as our zombies (this process is a subreaper)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_solution_is_contained(case, tmp_path):
     expected, words = CASES[case]
     package = make_package(case, tmp_path)
-    report = tmp_path / "report.json"
+    method = runpy.run_path(str(HOSTILE / f"{case}.py")).get("METHOD", "fork")
+    report, shm_list = tmp_path / "report.json", tmp_path / "shm.txt"
     cmd = [
         sys.executable, "-m", "pytest", "-p", "kata.plugin",
         "--rootdir", str(specs.ROOT), "-c", str(specs.ROOT / "pyproject.toml"),
         "-q", "--tb=no", "-rN", "--kata-brief", "-p", "no:cacheprovider",
-        "--solutions", package, "--start-method", "fork", "--timeout", "3",
+        "--solutions", package, "--start-method", method, "--timeout", "3",
         "--kata-json", str(report), "-p", "no:benchmark",
         *(str(specs.ROOT / specs.topic_named(t).tests) for t in TOPICS),
     ]  # fmt: skip
+    if private_shm():
+        cmd = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            SHM_WRAPPER,
+            "-",
+            str(shm_list),
+            *cmd,
+        ]
     env = dict(os.environ, KATA_WAIT="2", PYTHONDONTWRITEBYTECODE="1")
     with open(tmp_path / "out.txt", "wb") as out:
         run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -97,10 +137,18 @@ def test_hostile_solution_is_contained(case, tmp_path):
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
             pytest.fail(f"{case}: the run did not finish in 120 s")
+    # The resource tracker may still be unlinking the run's semaphores: give it a bounded moment.
+    with contextlib.suppress(pytest.fail.Exception):
+        testing.until(lambda: not session_members(run.pid), "the run's last processes to end", timeout=5)
     left = session_members(run.pid)
     for proc in left:
         proc.kill()
+    reap_orphans()
     assert not left, f"{case}: the run left {[p.pid for p in left]} running: {[p.cmdline() for p in left]}"
+    if private_shm():
+        assert code != 97, f"{case}: could not mount a private /dev/shm"
+        shm = shm_list.read_text().split()
+        assert not shm, f"{case}: the run left these in /dev/shm: {shm}"
 
     output = (tmp_path / "out.txt").read_text(errors="replace")
     assert code == 1, f"{case}: exit code {code}, expected 1 (some tests failed)\n{output[-3000:]}"
