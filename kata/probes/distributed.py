@@ -1,0 +1,62 @@
+"""Worker targets for the distributed topic's tests (spec/11-distributed.md).
+
+A test starts the master's manager itself and runs these in real worker
+processes (``multiprocessing.Process``, under the test's start method). They
+import the module under test by name, so spawn and forkserver children find
+the learner's package too, and report through a ``multiprocessing`` queue as
+``(kind, ...)`` tuples: a forkserver child's stdout is not the test's.
+
+``kata/probes/distributed_unguarded.py`` is the other probe: the note's
+master as a script without its main guard (DIST-10).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from kata.probes import GATE_LIMIT
+
+
+def _report_errors(lines: Any, run: Any) -> None:
+    """Run ``run()``; an exception goes to ``lines`` as ``("error", text)`` and ends the child with 1."""
+    try:
+        lines.put(("done", run()))
+    except BaseException as exc:
+        lines.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+
+
+def run_worker(module_name: str, authkey: bytes, host: str, port: int, idle: float, lines: Any) -> None:
+    """Run the learner's ``worker()``; each line it says goes to ``lines`` as ``("line", text)``."""
+    module = importlib.import_module(module_name)
+
+    def say(text: str) -> None:
+        lines.put(("line", text))
+
+    _report_errors(lines, lambda: module.worker(authkey, host, port, idle=idle, say=say))
+
+
+def run_sharing_worker(
+    module_name: str, authkey: bytes, host: str, port: int, idle: float, lines: Any, gate: Any
+) -> None:
+    """``connect_worker()`` and ``work()``; hold the first task at ``gate`` until the test opens it.
+
+    Each task taken is reported as ``("task", pid, n)`` before the worker
+    answers it, so the test sees which process took which task.
+    """
+    module = importlib.import_module(module_name)
+    held = []
+
+    def on_task(n: int) -> None:
+        lines.put(("task", os.getpid(), n))
+        if not held:
+            held.append(n)
+            gate.wait(GATE_LIMIT)
+
+    def run() -> int:
+        manager = module.connect_worker(authkey, host, port)
+        return module.work(manager, idle=idle, say=lambda text: None, on_task=on_task)
+
+    _report_errors(lines, run)
