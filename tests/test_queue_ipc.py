@@ -50,11 +50,11 @@ def test_sentinel_ends_the_reader_after_every_value(queue_ipc):
     log = multiprocessing.Queue()
     run = testing.Background(queue_ipc.run_writer_and_reader, ("A", "B", "C"), log)
     codes = run.result("both processes to end: the reader must stop by itself at the sentinel")
-    lines = lines_from(log, 8, "the writer's and the reader's lines")
     writer, reader = codes if isinstance(codes, tuple) and len(codes) == 2 else (None, None)
     if reader == -signal.SIGTERM:
         testing.fail("the reader was terminated (exitcode -15): it should stop by itself at the sentinel")
     assert (writer, reader) == (0, 0), f"(writer, reader) exit codes were {codes!r}, expected (0, 0)"
+    lines = lines_from(log, 8, "the writer's and the reader's lines")
     got = [m[1] for m in map(re.compile(r"Get (.*) from queue\.").fullmatch, lines) if m]
     assert got == ["A", "B", "C"], f"the reader got {got}, expected A, B, C in order (lines: {lines})"
     put = [m[1] for m in map(re.compile(r"Put (.*) to queue\.\.\.").fullmatch, lines) if m]
