@@ -298,13 +298,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(
         f"kata init: {path}/ is your workspace: {len(made.stubbed)} modules, {functions} functions to write"
     )
+    width = max((len(m) for m in made.stubbed), default=0) + 3
     for module, done in sorted(made.stubbed.items()):
         if done:
             ids = sorted(
                 {i for d in done for i in d.ids}, key=lambda i: (i.split("-")[0], int(i.split("-")[1]))
             )
             shown = f"{ids[0]} … {ids[-1]}" if len(ids) > 1 else "".join(ids)
-            print(f"  {path}/{module}.py  {len(done):>2} functions  {shown}")
+            print(f"  {path}/{module + '.py':<{width}} {len(done):>2} functions  {shown}")
     for skipped in made.skipped:
         print(f"  (skipped solutions/{skipped}: the reference module does not parse)")
     for kept in made.backups:
@@ -477,7 +478,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kata", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="kata", description=__doc__.splitlines()[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = sub.add_parser("init", help="make a learner workspace: the reference with every function a stub")
