@@ -7,7 +7,7 @@ queues; a reader that must be busy when it is terminated waits at a gate
 
 Process starts per test (the same under every start method): QUEUE-1 2,
 QUEUE-2 2, QUEUE-3 0, QUEUE-4 1, QUEUE-5 1, QUEUE-6 0 and 1, QUEUE-7 one
-interpreter + 2.
+interpreter + 2 (7 per start method, the demo aside).
 """
 
 from __future__ import annotations
