@@ -225,8 +225,9 @@ def work(
     ``on_task(n)`` (for tests) is called after taking task ``n`` and before
     putting its answer. Empty is ``queue.Empty``: the note's ``Queue.Empty``
     is a NameError, raised just when the queue runs dry. A master that shuts
-    down while we wait for a task (``EOFError``, ``ConnectionError``) has all
-    its results: that ends the work too, without a line.
+    down while we wait for a task (``EOFError``, ``ConnectionError``, or a
+    ``None`` answered by its dying server) has all its results: that ends the
+    work too, without a line.
     """
     tasks, results = manager.get_task_queue(), manager.get_result_queue()
     done = 0
@@ -237,6 +238,8 @@ def work(
             say("task queue is empty.")
             return done
         except (EOFError, ConnectionError):  # the master has shut its manager down
+            return done
+        if n is None:  # seen under load: a get racing the manager's shutdown may answer None
             return done
         say(f"run task {n} * {n}...")
         if on_task is not None:
