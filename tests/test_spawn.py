@@ -47,8 +47,54 @@ STARTS = {
 }
 
 
+#: Run in a fresh interpreter: import the module under test with Process.start refused.
+_IMPORT_CHECK = """
+import importlib, sys
+import multiprocessing.process
+
+def _refuse(self):
+    raise SystemExit("kata: a process was started while the module was being imported")
+
+multiprocessing.process.BaseProcess.start = _refuse
+importlib.import_module(sys.argv[1])
+"""
+
+#: module name -> what is wrong with importing it (None: nothing), checked once per run.
+_import_verdicts: dict[str, str | None] = {}
+
+
+def import_problem(config: pytest.Config) -> str | None:
+    """Does importing the learner's spawn module start a process? (Checked once, in a fresh interpreter.)
+
+    A module that starts processes when imported cannot be imported by this
+    test process either (under spawn its children would hang the import), so
+    the check runs in a child with ``Process.start`` refused.
+    """
+    package = config.getoption("solutions")
+    name = f"{package}.spawn"
+    if name not in _import_verdicts:
+        run = run_contained(
+            [sys.executable, "-c", _IMPORT_CHECK, name],
+            f"`import {name}` in a fresh interpreter",
+            env=learner.child_env(package),
+        )
+        verdict = None
+        if "a process was started while the module was being imported" in run.stderr:
+            verdict = (
+                f"importing {name} starts a process: a spawned child imports the module again and would "
+                f"raise RuntimeError '...{BOOTSTRAP}'; call main() only under "
+                'if __name__ == "__main__": (see SPAWN-2)'
+            )
+        _import_verdicts[name] = verdict
+    return _import_verdicts[name]
+
+
 @pytest.fixture
-def sp(impl, start_method):
+def sp(impl, start_method, request):
+    problem = import_problem(request.config)
+    if problem:
+        ids = ", ".join(a for mark in request.node.iter_markers("spec") for a in mark.args)
+        pytest.fail(f"{ids}: {problem}", pytrace=False)
     return impl("spawn")
 
 
@@ -187,6 +233,13 @@ def test_a_script_with_the_main_guard(start_method):
     assert re.fullmatch(r"child \d+ ran\nparent: child exitcode 0\n", run.stdout), run.stdout
 
 
+@pytest.mark.spec("SPAWN-2")
+def test_importing_the_module_starts_no_process(request):
+    problem = import_problem(request.config)
+    if problem:
+        testing.fail(problem)
+
+
 # -------------------------------------------------------------------- SPAWN-3
 
 
@@ -226,7 +279,8 @@ def test_unpicklable_objects_elsewhere_do_not_stop_the_child(sp, start_method, m
         except PICKLING_ERRORS as exc:
             testing.fail(
                 f"with a lock, a lambda and a socket in the parent, square_in_child raised "
-                f"{type(exc).__name__}: {exc}; only the target and its args should be pickled"
+                f"{type(exc).__name__}: {exc}. Those are not pickled, only the target and its args are: "
+                "if the error names your own target, see SPAWN-1"
             )
         assert held_socket.fileno() >= 0
     assert value == 36, f"square_in_child(6, {start_method!r}) returned {value!r}, expected 36"
@@ -249,10 +303,10 @@ def test_an_unpicklable_argument_fails_at_start(sp, start_method):
     no_children_left("an argument that cannot be pickled stops start() in the parent")
 
 
-# ------------------------------------------------------------ SPAWN-2, SPAWN-5
+# -------------------------------------------------------------------- SPAWN-5
 
 
-@pytest.mark.spec("SPAWN-2", "SPAWN-5")
+@pytest.mark.spec("SPAWN-5")
 def test_demo_runs_under_every_start_method(sp, start_method):
     package = sp.module.__name__.rsplit(".", 1)[0]
     run = run_contained(
@@ -304,6 +358,8 @@ def test_get_context_leaves_the_default_alone(sp, start_method):
         value = bounded(sp.square_in_child, 3, other, what=f"square_in_child(3, {other!r}) to return")
     except RuntimeError as exc:
         testing.fail(f"square_in_child raised RuntimeError: {exc} — use get_context, not set_start_method")
+    except PICKLING_ERRORS as exc:
+        testing.fail(f"under {other}, square_in_child raised {type(exc).__name__}: {exc} (see SPAWN-1)")
     after = multiprocessing.get_start_method()
     assert value == 9, f"square_in_child(3, {other!r}) returned {value!r}, expected 9"
     assert after == before, (
