@@ -410,7 +410,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         import watchfiles
     except ImportError:
         raise KataError(
-            "kata watch needs watchfiles, the optional extra `watch`: "
+            "watch needs watchfiles, the optional extra `watch`: "
             "pip install 'concurrency-kata[watch]' (or pip install watchfiles)"
         ) from None
     package, cwd = locate(args.solutions)
