@@ -186,14 +186,51 @@ def run_program(
 
 
 def _kill_group(proc: Any) -> None:
-    import signal
-
+    """Stop the program and everything of its session; reap what this process adopted."""
     if os.name == "posix":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        end_session(proc.pid, grace=2.0 if proc.poll() is not None else 0.0)
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+
+
+def _session_left(sid: int) -> bool:
+    """Reap the zombies of session ``sid`` that are ours; is any other member left?"""
+    import psutil
+
+    left = False
+    for member in psutil.process_iter():
+        try:
+            if os.getsid(member.pid) != sid:
+                continue
+        except OSError:
+            continue
+        try:
+            left |= os.waitpid(member.pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:
+            left = True  # not our child (yet): its parent reaps it, or it is adopted by us
+    return left
+
+
+def end_session(sid: int, grace: float = 2.0) -> None:
+    """End session ``sid`` (a program started with ``start_new_session``) without leaks.
+
+    A program's helpers (the forkserver, the resource tracker) outlive it by a
+    moment, and the tracker unlinks the program's semaphores only then: they
+    get ``grace`` seconds to end by themselves. What is left is killed. As this
+    process is a subreaper, the session's orphans are our children: they are
+    reaped here, so the containment fixture does not count them as leaks.
+    """
+    import signal
+
+    deadline = time.monotonic() + grace
+    while _session_left(sid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # sleep-ok: bounded poll for the program's helpers to end
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _session_left(sid) and time.monotonic() < deadline:
+        time.sleep(0.005)  # sleep-ok: SIGKILLed processes are gone within a moment
 
 
 class Background:

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import re
 import signal
-import threading
 
 import pytest
 
@@ -40,16 +39,14 @@ def test_target_runs_with_args_in_a_child_of_the_caller(process, start_method):
 def test_join_waits_for_the_child(process, capfd):
     started, gate, child_lines = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Queue()
     target = functools.partial(probes.gated_run_proc, started, gate, child_lines)
-    runner = threading.Thread(target=process.main, args=("test", target))
-    runner.start()
+    runner = testing.Background(process.main, "test", target)
     try:
+        runner.parked_in("join", "multiprocessing/process.py", "the child ended: main() must join() it")
         testing.wait_event(started, "the child to start")
-        parked = testing.blocked_in(runner, "join")
-        assert parked, "main() returned while the child was still running: it did not join() it"
         before = capfd.readouterr().out.splitlines()
     finally:
         gate.set()
-        testing.join(runner, "main() to return after the child ended")
+    runner.result("main() to return after the child ended")
     child = testing.get(child_lines, "the child's line")
     assert re.fullmatch(r"Run Child process test \((\d+)\)\.\.\.", child), child
     after = capfd.readouterr().out.splitlines()
