@@ -15,7 +15,6 @@ import functools
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -88,34 +87,13 @@ def _explained(exc: BaseException) -> BaseException:
     return exc
 
 
-class Runner(threading.Thread):
-    """Run ``func(*args)`` in a thread; keep its result or its exception for the test."""
-
-    def __init__(self, name: str, func: Callable[..., Any], *args: Any) -> None:
-        super().__init__(name=name)
-        self.func, self.args = func, args
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.func(*self.args)
-        except BaseException as exc:  # reported by the test, not by excepthook
-            self.error = exc
-
-    def outcome(self, what: str) -> Any:
-        """Join (bounded) and return the result; re-raise in the test what the thread raised."""
-        __tracebackhide__ = True
-        testing.join(self, what)
-        if self.error is not None:
-            raise _explained(self.error)
-        return self.result
-
-    def check(self) -> None:
-        """If the thread has ended with an exception, raise it in the test now."""
-        __tracebackhide__ = True
-        if not self.is_alive() and self.error is not None:
-            raise _explained(self.error)
+def _outcome(call: testing.Background, what: str) -> Any:
+    """``call.result(what)``, bounded; the note's ``threading.lock()`` explained if that is what it raised."""
+    __tracebackhide__ = True
+    try:
+        return call.result(what)
+    except AttributeError as exc:
+        raise _explained(exc) from None
 
 
 class Pause:
@@ -132,19 +110,23 @@ class Pause:
             self.go.wait(testing.WAIT)
 
 
-def _parked_or_done(runner: Runner, pause: Pause, what: str, *spies: SpyLock) -> str:
-    """Wait until the runner is parked in its hook, waits on one of ``spies``, or has ended."""
+def _parked_or_done(call: testing.Background, pause: Pause, what: str, *spies: SpyLock) -> str:
+    """Wait until the call is parked in its hook, waits on one of ``spies``, or has ended.
+
+    If it ended by raising, the exception is raised in the test.
+    """
     __tracebackhide__ = True
 
     def state() -> str | None:
         if pause.parked.is_set():
             return "parked"
-        if any(spy.waits(runner) for spy in spies):
+        if any(spy.waits(call.thread) for spy in spies):
             return "waiting"
-        return None if runner.is_alive() else "ended"
+        return None if call.thread.is_alive() else "ended"
 
     seen = testing.until(state, what)
-    runner.check()
+    if seen == "ended" and call.error is not None:
+        raise _explained(call.error)
     return seen
 
 
@@ -188,20 +170,18 @@ def test_a_forced_interleaving_loses_an_update(fresh):
     lock, _ = fresh
     lock.change_it(0)  # a stub fails here, at once
     a_hook, b_hook = Pause(at=2), Pause(at=2)
-    a = Runner("A", lock.change_it, 5, a_hook)
-    b = Runner("B", lock.change_it, 8, b_hook)
     try:
-        a.start()
+        a = testing.Background(lock.change_it, 5, a_hook)
         assert _parked_or_done(a, a_hook, "thread A to read balance for `- 5`") == "parked", (
             "thread A ended without calling between_read_and_write a second time"
         )
-        b.start()
+        b = testing.Background(lock.change_it, 8, b_hook)
         seen = _parked_or_done(b, b_hook, "thread B to read balance for `- 8` while A waits to write")
         assert seen == "parked", "thread B ended without calling between_read_and_write a second time"
         a_hook.go.set()
-        a.outcome("thread A to finish")
+        _outcome(a, "thread A to finish")
         b_hook.go.set()
-        b.outcome("thread B to finish")
+        _outcome(b, "thread B to finish")
     finally:
         _release_all(a_hook, b_hook)
     # A: read 0, wrote 5, read 5 and waited; B: read 5, wrote 13, read 13 and waited;
@@ -234,24 +214,22 @@ def test_with_the_lock_the_same_schedule_loses_nothing(fresh):
         raise _explained(exc) from None
     a_hook, b_hook = Pause(at=2), Pause(at=2)
     b_hook.go.set()  # B, once in, runs through
-    a = Runner("A", lock.change_it_safely, 5, a_hook)
-    b = Runner("B", lock.change_it_safely, 8, b_hook)
     try:
-        a.start()
+        a = testing.Background(lock.change_it_safely, 5, a_hook)
         seen = _parked_or_done(a, a_hook, "thread A to read balance for `- 5`", spy)
         assert seen == "parked", f"thread A {seen} before calling between_read_and_write a second time"
         assert spy.locked(), (
             "thread A is between a read and a write of balance, but the module's lock is free"
         )
-        b.start()
+        b = testing.Background(lock.change_it_safely, 8, b_hook)
         seen = _parked_or_done(b, b_hook, "thread B to wait for the lock", spy)
         assert seen == "waiting", (
             "thread B read balance while thread A was between its read and its write: "
             "change_it_safely must hold the module's `lock` around change_it (`with lock:`)"
         )
         a_hook.go.set()
-        a.outcome("thread A to finish and release the lock")
-        b.outcome("thread B to get the lock and finish (was the lock released?)")
+        _outcome(a, "thread A to finish and release the lock")
+        _outcome(b, "thread B to get the lock and finish (was the lock released?)")
     finally:
         _release_all(a_hook, b_hook)
         spy.free()
@@ -273,10 +251,9 @@ def _boom() -> None:
 @pytest.mark.spec("LOCK-3")
 def test_the_lock_is_released_when_the_critical_section_raises(fresh):
     lock, spy = fresh
-    runner = Runner("critical", lock.change_it_safely, 5, _boom)
-    runner.start()
+    runner = testing.Background(lock.change_it_safely, 5, _boom)
     try:
-        testing.join(runner, "change_it_safely to return or raise")
+        testing.join(runner.thread, "change_it_safely to return or raise")
     finally:
         spy.free()
     if runner.error is not None and not isinstance(runner.error, Boom):
@@ -297,16 +274,15 @@ def test_the_lock_is_released_when_the_critical_section_raises(fresh):
 def test_opposite_orders_deadlock_and_a_timeout_detects_it(lock):
     a, b = SpyLock(), SpyLock()
     both_hold_one = threading.Barrier(2, timeout=testing.WAIT)
-    one = Runner("one", lock.take_both, a, b, both_hold_one.wait, GIVE_UP)
-    two = Runner("two", lock.take_both, b, a, both_hold_one.wait, testing.WAIT)
     try:
-        one.start()
-        two.start()
-        got_one = one.outcome(
+        one = testing.Background(lock.take_both, a, b, both_hold_one.wait, GIVE_UP)
+        two = testing.Background(lock.take_both, b, a, both_hold_one.wait, testing.WAIT)
+        got_one = _outcome(
+            one,
             f"take_both(a, b, timeout={GIVE_UP}) to give up: the threads deadlocked "
-            "(each holds one lock and waits forever for the other); use second.acquire(timeout=timeout)"
+            "(each holds one lock and waits forever for the other); use second.acquire(timeout=timeout)",
         )
-        got_two = two.outcome("take_both(b, a) to get a once the other thread gave it up")
+        got_two = _outcome(two, "take_both(b, a) to get a once the other thread gave it up")
     finally:
         both_hold_one.abort()
         a.free()
@@ -323,22 +299,20 @@ def test_opposite_orders_deadlock_and_a_timeout_detects_it(lock):
 def test_one_global_order_never_deadlocks(lock):
     a, b = SpyLock(), SpyLock()
     one_hook, two_hook = Pause(at=1), Pause(at=1)
-    one = Runner("one", lock.take_both_in_order, a, b, one_hook, testing.WAIT)
-    two = Runner("two", lock.take_both_in_order, b, a, two_hook, testing.WAIT)
     try:
-        one.start()
+        one = testing.Background(lock.take_both_in_order, a, b, one_hook, testing.WAIT)
         seen = _parked_or_done(one, one_hook, "take_both_in_order(a, b) to hold its first lock", a, b)
         assert seen == "parked", f"thread one {seen} before calling holding_first()"
         held = a if a.locked() else b
-        two.start()
+        two = testing.Background(lock.take_both_in_order, b, a, two_hook, testing.WAIT)
         seen = _parked_or_done(two, two_hook, "take_both_in_order(b, a) to wait for a lock", a, b)
-        assert seen == "waiting" and held.waits(two), (
+        assert seen == "waiting" and held.waits(two.thread), (
             "take_both_in_order(b, a) took a lock while take_both_in_order(a, b) held the other: "
             "both calls must take the locks in one global order (e.g. sorted by id())"
         )
         one_hook.go.set()
         two_hook.go.set()
-        results = one.outcome("thread one to finish"), two.outcome("thread two to finish")
+        results = _outcome(one, "thread one to finish"), _outcome(two, "thread two to finish")
     finally:
         _release_all(one_hook, two_hook)
         a.free()
@@ -366,9 +340,8 @@ def test_global_order_is_the_same_whatever_the_argument_order(lock):
 @pytest.mark.spec("LOCK-6")
 def test_rlock_is_reentrant(lock):
     rlock = threading.RLock()
-    runner = Runner("reenter", lock.can_reenter, rlock)
-    runner.start()
-    again = runner.outcome("can_reenter(RLock()) to return")
+    runner = testing.Background(lock.can_reenter, rlock)
+    again = _outcome(runner, "can_reenter(RLock()) to return")
     assert again is True, f"can_reenter(RLock()) returned {again!r}, expected True: an RLock is re-entrant"
     assert rlock.acquire(blocking=False), "the RLock is still held by the thread that called can_reenter"
     rlock.release()
@@ -377,12 +350,12 @@ def test_rlock_is_reentrant(lock):
 @pytest.mark.spec("LOCK-6")
 def test_plain_lock_is_not_reentrant(lock):
     plain = SpyLock()
-    runner = Runner("reenter", lock.can_reenter, plain)
-    runner.start()
+    runner = testing.Background(lock.can_reenter, plain)
     try:
-        again = runner.outcome(
+        again = _outcome(
+            runner,
             "can_reenter(Lock()) to return: it blocked on the lock it already holds, "
-            "try the second acquire with blocking=False"
+            "try the second acquire with blocking=False",
         )
     finally:
         plain.free()
