@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 
 def start_child(child: Callable[[int], object]) -> int:
-    """FORK-1, FORK-2, FORK-6: fork; run ``child(fork_result)`` in the child only.
+    """FORK-1, FORK-2, FORK-3, FORK-6: fork; run ``child(fork_result)`` in the child only.
 
     The child calls ``child`` with what ``os.fork()`` returned there (0) and
     then leaves with ``os._exit``: 0 if ``child`` returned, 1 if it raised.
