@@ -10,18 +10,15 @@ programs. ``STARTS`` below lists the processes each test starts.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 
-import psutil
 import pytest
 
 from kata import learner, testing
@@ -74,7 +71,7 @@ def import_problem(config: pytest.Config) -> str | None:
     package = config.getoption("solutions")
     name = f"{package}.spawn"
     if name not in _import_verdicts:
-        run = run_contained(
+        run = testing.run_program(
             [sys.executable, "-c", _IMPORT_CHECK, name],
             f"`import {name}` in a fresh interpreter",
             env=learner.child_env(package),
@@ -161,50 +158,8 @@ def test_a_lambda_target(sp, start_method):
 # -------------------------------------------------------------------- SPAWN-2
 
 
-def run_contained(
-    cmd: list[str], what: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run a program to its end in its own session; then stop and reap all it left there.
-
-    A program that uses spawn or forkserver leaves its resource tracker (and
-    forkserver) for a moment after it exits; this test process adopts them
-    (the kata is a subreaper), so they are reaped here, not reported as leaks.
-    """
-    __tracebackhide__ = True
-    posix = os.name == "posix"
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=posix
-    )
-    try:
-        out, err = proc.communicate(timeout=testing.WAIT)
-    except subprocess.TimeoutExpired:
-        testing.fail(f"timed out after {testing.WAIT:g} s waiting for {what}")
-    finally:
-        if posix:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if posix:
-            testing.until(lambda: _group_gone(proc.pid), f"the helpers left by {what} to end")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def _group_gone(pgid: int) -> bool:
-    """Reap our children in process group ``pgid``; True when no descendant is left in it."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-pgid, os.WNOHANG)[0]:
-            pass
-    for kid in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if os.getpgid(kid.pid) == pgid:
-                return False
-    return True
-
-
 def run_script(name: str, method: str) -> subprocess.CompletedProcess:
-    return run_contained(
+    return testing.run_program(
         [sys.executable, os.path.join(SCRIPTS, name), method],
         f"tests/scripts_spawn/{name} {method} to finish",
     )
@@ -308,13 +263,8 @@ def test_an_unpicklable_argument_fails_at_start(sp, start_method):
 
 
 @pytest.mark.spec("SPAWN-5")
-def test_demo_runs_under_every_start_method(sp, start_method):
-    package = sp.module.__name__.rsplit(".", 1)[0]
-    run = run_contained(
-        [sys.executable, "-m", sp.module.__name__, "--start-method", start_method],
-        f"`python -m {sp.module.__name__} --start-method {start_method}` to finish",
-        env=learner.child_env(package),
-    )
+def test_demo_runs_under_every_start_method(sp, demo, start_method):
+    run = demo("spawn", "--start-method", start_method)
     if BOOTSTRAP in run.stderr:
         testing.fail(
             f"under {start_method} the demo's child raised RuntimeError '...{BOOTSTRAP}': the child re-ran "
