@@ -36,7 +36,7 @@ COMMAND_LIMIT = 120.0
 REFERENCE_LIMIT = 900.0
 
 #: Each test runs a few commands, each bounded; the fixtures' runs count in the first test that uses them.
-pytestmark = pytest.mark.timeout(3 * COMMAND_LIMIT)
+pytestmark = [pytest.mark.workflow, pytest.mark.timeout(3 * COMMAND_LIMIT)]
 
 #: During the stub run bounded waits end sooner: a stub must fail at once, not by a wait.
 STUB_WAIT = "3"
