@@ -283,6 +283,12 @@ def _kata_containment(request: pytest.FixtureRequest) -> Iterator[None]:
 # ---------------------------------------------------------------- running
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Failures in fixtures (a stub called in setup) carry this test's IDs too.
+    testing.current_ids = spec_ids(item)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     testing.current_ids = spec_ids(item)

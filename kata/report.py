@@ -23,7 +23,8 @@ MESSAGE_LINES = 12
 LINE_LIMIT = 200
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-_RANK = {PASS: 0, SKIP: 1, FAIL: 2}
+_RANK = {PASS: 0, SKIP: 1, FAIL: 2}  # phases of one test: a skip or a failure outranks a pass
+_CELL_RANK = {SKIP: 0, PASS: 1, FAIL: 2}  # tests of one cell: a failure, else a pass, outranks a skip
 ANY = "any"  # the "method" of a test that starts no multiprocessing process
 
 
@@ -110,14 +111,14 @@ class Conformance:
     # ---------------------------------------------------------------- verdicts
 
     def cells(self) -> dict[str, dict[str, str]]:
-        """Per spec ID, per start method (or ``any``): the worst status of its tests."""
+        """Per spec ID, per start method (or ``any``): fail if a test failed, else pass if one did."""
         table: dict[str, dict[str, str]] = {}
         for result in self.tests.values():
             for spec_id in result.spec:
                 row = table.setdefault(spec_id, {})
                 col = result.start_method or ANY
                 old = row.get(col)
-                if old is None or _RANK[result.status] > _RANK[old]:
+                if old is None or _CELL_RANK[result.status] > _CELL_RANK[old]:
                     row[col] = result.status
         return table
 
