@@ -69,14 +69,26 @@ def describe_import_error(name: str, exc: BaseException) -> str:
     return f"cannot import {name}: {where}{type(exc).__name__}: {message}".rstrip(": ")
 
 
+#: Modules whose import failed in this run, with the message: tried once, not once per test.
+_broken: dict[str, str] = {}
+
+
 def load(package: str, module: str) -> types.ModuleType:
-    """Import ``package.module``; :class:`LoadError` names the file and line on failure."""
+    """Import ``package.module``; :class:`LoadError` names the file and line on failure.
+
+    A failed import is not tried again in the same run: every later test of
+    the topic fails at once with the same message (an import that hangs costs
+    one test's timeout, not one per test).
+    """
     import_package(package)
     name = f"{package}.{module}"
+    if name in _broken:
+        raise LoadError(_broken[name])
     try:
         return importlib.import_module(name)
     except BaseException as exc:
-        raise LoadError(describe_import_error(name, exc)) from None
+        _broken[name] = describe_import_error(name, exc)
+        raise LoadError(_broken[name]) from None
 
 
 def child_env(package: str, extra: dict[str, str] | None = None) -> dict[str, str]:
