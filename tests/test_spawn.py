@@ -207,6 +207,20 @@ def test_importing_the_module_starts_no_process(request):
         testing.fail(problem)
 
 
+@pytest.mark.spec("SPAWN-2")
+def test_the_module_run_as_a_program_under_spawn_is_guarded(sp, demo):
+    run = demo("spawn", "--start-method", "spawn")
+    assert BOOTSTRAP not in run.stderr, (
+        f"run as a program under spawn, the module's child raised RuntimeError '...{BOOTSTRAP}': its top "
+        'level starts processes; call main() only under if __name__ == "__main__":\n'
+        + testing.cut(run.stderr)
+    )
+    assert run.returncode == 0, (
+        f"`python -m ... spawn --start-method spawn` exited with {run.returncode}:\n"
+        + (testing.cut(run.stderr))
+    )
+
+
 # -------------------------------------------------------------------- SPAWN-3
 
 
