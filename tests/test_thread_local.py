@@ -146,9 +146,13 @@ def run_threads(
                 break
     finally:
         on_error()  # free any thread still waiting on the test's barrier or events
-    for name in list(running):
-        threads[name].join(min(1.0, max(0.0, deadline - time.monotonic())))  # released ones end at once
-        if not threads[name].is_alive():
+    # Join them all: a thread's locals are released after its target returns, before join() does.
+    for name, thread in threads.items():
+        left = max(0.0, deadline - time.monotonic())
+        thread.join(min(1.0, left) if name in running else left)  # a freed thread ends at once
+        if thread.is_alive():
+            running.add(name)
+        else:
             running.discard(name)
     real = [exc for exc in errors.values() if not isinstance(exc, threading.BrokenBarrierError)]
     if real:
@@ -337,7 +341,7 @@ def bind_new_student(bind: Callable[[object], None], refs: list[weakref.ref]) ->
 def test_value_is_freed_when_its_thread_ends(tl):
     refs: list[weakref.ref] = []
     run_threads({"Thread-A": bind_new_student(tl.bind_student, refs)}, "bind_student of a new Student")
-    # run_threads joined Thread-A: CPython cleared its thread state before join() returned.
+    # run_threads joined Thread-A: CPython clears a thread's state before join() returns.
     gc.collect()
     alive = refs[0]()
     assert alive is None, (
