@@ -79,6 +79,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -482,10 +483,12 @@ class ModulePlan:
 
     def counts(self) -> dict[str, int]:
         out = {"mutants": len(self.mutants), "killed": 0, "timeout": 0, "survived": 0, "invalid": 0}
-        out["justified"] = 0
+        out["justified"] = out["not_run"] = 0
         for m in self.mutants:
             if m.status in out:
                 out[m.status] += 1
+            if m.status == "not run":
+                out["not_run"] += 1
             if m.status == "survived" and m.justification:
                 out["justified"] += 1
         return out
@@ -795,6 +798,8 @@ def render(plans: list[ModulePlan], notes: list[str], meta: dict) -> Iterator[st
     for plan in plans:
         if plan.baseline:
             yield f"{plan.name}: skipped, {plan.baseline}"
+        elif plan.counts()["not_run"]:
+            yield f"{plan.name}: {plan.counts()['not_run']} mutants not run (--budget reached or interrupted)"
     yield from notes
     c = totals([p for p in plans if not p.baseline])
     raw, adjusted = scores(c)
@@ -856,15 +861,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", metavar="TEXT", help="run only mutants whose 'module:line:description' has TEXT"
     )
+    parser.add_argument(
+        "--budget", type=float, metavar="S", help="start no mutant after S seconds; report what ran"
+    )
+    parser.add_argument(
+        "--report", type=Path, metavar="JSON", help="run nothing: report a --json file again (new allow-list)"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per mutant as it finishes")
     return parser.parse_args(argv)
 
 
+_stop = threading.Event()
+
+
+def _stop_running(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM: start no more mutants; the ones running finish and everything is reported."""
+    _stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_running)
+    signal.signal(signal.SIGINT, _stop_running)
     started = time.monotonic()
     settings = Settings(args.start_method, args.test_timeout, args.mutant_timeout, args.wait, args.verbose)
+    if args.report:
+        plans, notes, meta = load_report(args.report)
+        return finish(plans, notes, meta, args)
     plans, notes = plan_modules(args.modules)
     sources = {p.stem: p.read_text(encoding="utf-8") for p in sorted(SOLUTIONS.glob("*.py"))}
     for plan in plans:
@@ -891,11 +915,15 @@ def main(argv: list[str] | None = None) -> int:
             for future in concurrent.futures.as_completed(checks):
                 checks[future].baseline = future.result()
                 print(f"{checks[future].name}: {checks[future].baseline or 'baseline ok'}", file=sys.stderr)
+            deadline = started + args.budget if args.budget else None
+
+            def run_unless_stopped(plan: ModulePlan, m: Mutant) -> tuple[str, str, float]:
+                if _stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+                    return "not run", "", 0.0
+                return run_tests(sources, plan.name, m.apply(plan.source), plan.tests, settings)
+
             jobs = {
-                pool.submit(run_tests, sources, p.name, m.apply(p.source), p.tests, settings): m
-                for p in plans
-                if not p.baseline
-                for m in p.mutants
+                pool.submit(run_unless_stopped, p, m): m for p in plans if not p.baseline for m in p.mutants
             }
             for done, future in enumerate(concurrent.futures.as_completed(jobs), 1):
                 m = jobs[future]
@@ -907,9 +935,6 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"mutate.py: {exc}", file=sys.stderr)
         return 2
-    entries = read_justified(args.justified)
-    apply_justified(plans, entries)
-    names = {p.name for p in plans if not p.baseline}
     meta = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "commit": commit,
@@ -917,12 +942,40 @@ def main(argv: list[str] | None = None) -> int:
         "start_method": args.start_method,
         "jobs": args.jobs,
         "wall_seconds": time.monotonic() - started,
-        "stale": [
-            f"{e.module}:{e.line}:{e.description}"
-            for e in entries
-            if not e.used and e.module in names and not args.only
-        ],
     }
+    return finish(plans, notes, meta, args)
+
+
+def load_report(path: Path) -> tuple[list[ModulePlan], list[str], dict]:
+    """The plans, notes and run facts of a JSON report written by ``--json``."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    fields = {f.name for f in dataclasses.fields(Mutant)}
+    plans = []
+    for name, module in data["modules"].items():
+        plan = ModulePlan(name, "", [ROOT / t for t in module["tests"]])
+        plan.baseline = "" if module["baseline"] == "ok" else module["baseline"]
+        plan.baseline_seconds = module.get("baseline_seconds", 0.0)
+        plan.dropped = module.get("dropped_candidates", 0)
+        for m in module["mutants"]:
+            given = {k: v for k, v in m.items() if k in fields}
+            plan.mutants.append(
+                Mutant(**{"start": 0, "end": 0, "replacement": "", **given, "justification": ""})
+            )
+        plans.append(plan)
+    meta = {k: data[k] for k in ("command", "commit", "dirty", "start_method", "jobs", "wall_seconds")}
+    return plans, data.get("notes", []), meta
+
+
+def finish(plans: list[ModulePlan], notes: list[str], meta: dict, args: argparse.Namespace) -> int:
+    """Apply the allow-list, print the report, write the JSON; the exit status."""
+    entries = read_justified(args.justified)
+    apply_justified(plans, entries)
+    names = {p.name for p in plans if not p.baseline}
+    meta["stale"] = [
+        f"{e.module}:{e.line}:{e.description}"
+        for e in entries
+        if not e.used and e.module in names and not args.only
+    ]
     for line in render(plans, notes, meta):
         print(line)
     c = totals([p for p in plans if not p.baseline])
