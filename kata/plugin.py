@@ -125,6 +125,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_solutions_key] = package
     config.stash[_report_key] = report.Conformance(solutions=package, methods=config.stash[_methods_key])
     _become_subreaper()
+    # Children and programs get Python's default buffering, as on a learner's machine:
+    # with PYTHONUNBUFFERED inherited (CI often sets it) a missing flush() would go unseen.
+    os.environ.pop("PYTHONUNBUFFERED", None)
 
 
 def _become_subreaper() -> None:
