@@ -18,7 +18,9 @@ figures of the same run, as ratios):
 4. one topic (``kata check fork``) and a stub workspace failing everything
    (``kata init`` then ``kata check --solutions ws``);
 5. the suite under all start methods at once, serial and with
-   ``pytest-xdist -n 2``, and whether both give the same verdicts.
+   ``pytest-xdist -n 2``, and whether both give the same verdicts;
+6. the cost of one new connection to a ``BaseManager`` on loopback, as is and
+   with ``TCP_NODELAY`` (spec/11-distributed.md: Nagle + delayed ACK).
 
 Targets (issue "Hardening"): ratio <= 2 per method; all three methods in
 under 30 s on a 2-core machine.
@@ -80,6 +82,58 @@ def cost_of_subprocess(n: int = 5) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+_QUEUE: Any = None
+
+
+def _get_queue() -> Any:
+    return _QUEUE
+
+
+def cost_of_manager_connection(nodelay: bool, n: int = 5) -> float:
+    """Median seconds for a new connection to a manager plus one call on a new proxy."""
+    import queue
+    import socket
+    from multiprocessing import connection
+    from multiprocessing.managers import BaseManager
+
+    global _QUEUE
+    _QUEUE = queue.Queue()
+
+    class Server(BaseManager):
+        pass
+
+    class Client(BaseManager):
+        pass
+
+    Server.register("get_queue", callable=_get_queue)
+    Client.register("get_queue")
+    key = os.urandom(32)
+    server = Server(address=("127.0.0.1", 0), authkey=key, ctx=multiprocessing.get_context("fork"))
+    server.start()
+    original = connection.SocketClient
+
+    def client_nodelay(address: Any) -> Any:
+        with socket.socket(socket.AF_INET) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.connect(address)
+            return connection.Connection(s.detach())
+
+    times = []
+    try:
+        if nodelay:
+            connection.SocketClient = client_nodelay
+        for _ in range(n):
+            start = time.perf_counter()
+            client = Client(address=server.address, authkey=key)
+            client.connect()
+            client.get_queue().put(1)
+            times.append(time.perf_counter() - start)
+    finally:
+        connection.SocketClient = original
+        server.shutdown()
     return statistics.median(times)
 
 
@@ -203,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"-n 2 {parallel['wall']:.1f} s"
             )
             print(f"  same verdicts with and without xdist: {'yes' if same else 'NO'}")
+
+    if "fork" in multiprocessing.get_all_start_methods():  # the server is forked (POSIX)
+        plain, nodelay = cost_of_manager_connection(False), cost_of_manager_connection(True)
+        out["manager_connection"] = {"plain": plain, "client_nodelay": nodelay}
+        print(
+            f"\nnew manager connection + proxy + one call: {plain * 1000:.1f} ms; "
+            f"with TCP_NODELAY on the client: {nodelay * 1000:.1f} ms"
+        )
 
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -100,7 +100,7 @@ def child_env(package: str, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
-_real_exit = os._exit
+real_exit = os._exit  # the real one: the guard swaps os._exit while learner code runs
 _guarded_pids: list[int] = []  # the test process, while a guarded call runs in it
 
 
@@ -112,7 +112,7 @@ def _checked_exit(code: int) -> None:
     """``os._exit`` during a guarded call: real in a child, a failure in the test process."""
     if _guarded_pids and os.getpid() == _guarded_pids[-1]:
         raise _ExitInTestProcess(code)
-    _real_exit(code)
+    real_exit(code)
 
 
 def guard(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -142,10 +142,10 @@ def guard(func: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             if os.getpid() != pid:
                 # A forked child came back into the caller: stop it here, silently.
-                _real_exit(RETURNED_CHILD)
+                real_exit(RETURNED_CHILD)
             _guarded_pids.pop()
             if not _guarded_pids:
-                os._exit = _real_exit
+                os._exit = real_exit
 
     return call
 

@@ -299,14 +299,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     finally:
         if os.getpid() != _SESSION_PID:
-            os._exit(learner.RETURNED_CHILD)  # a forked child must never run pytest on
+            learner.real_exit(learner.RETURNED_CHILD)  # a forked child must never run pytest on
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
     rep: pytest.TestReport = yield
     if os.getpid() != _SESSION_PID:
-        os._exit(learner.RETURNED_CHILD)
+        learner.real_exit(learner.RETURNED_CHILD)
     ids = spec_ids(item)
     rep.user_properties.append(("spec", " ".join(ids)))
     rep.user_properties.append(("start_method", item_method(item) or ""))
@@ -383,4 +383,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if stuck and os.getpid() == _SESSION_PID:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(_exitstatus)
+        learner.real_exit(_exitstatus)  # not os._exit: a stuck guarded call may have it swapped
