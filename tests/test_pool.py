@@ -167,6 +167,35 @@ def test_default_size_and_cpu_affinity(impl):
     )
 
 
+@pytest.mark.spec("POOL-3")
+@pytest.mark.parametrize("minor", [12, 13])
+def test_default_size_rule_by_version(impl, monkeypatch, minor):
+    """The rule on both sides of 3.13, and 1 when the count is unknown (os functions faked)."""
+    pool = impl("pool")
+    pool.default_pool_size()  # a stub fails here, before anything is faked
+    counts = {"cpu_count": 5, "process_cpu_count": 3}
+    monkeypatch.setattr(os, "cpu_count", lambda: counts["cpu_count"])
+    if minor >= 13:
+        monkeypatch.setattr(os, "process_cpu_count", lambda: counts["process_cpu_count"], raising=False)
+    else:  # as on 3.12, where it does not exist
+        monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    monkeypatch.setattr(sys, "version_info", (3, minor, 0, "final", 0))
+    got = pool.default_pool_size()
+    counts.update(cpu_count=None, process_cpu_count=None)
+    unknown = pool.default_pool_size()
+    monkeypatch.undo()
+    expected = 3 if minor >= 13 else 5
+    which = "os.process_cpu_count()" if minor >= 13 else "os.cpu_count()"
+    assert got == expected, (
+        f"on Python 3.{minor}, with os.cpu_count() == 5 and os.process_cpu_count() == 3, default_pool_size() "
+        f"returned {got!r}: Pool() uses {which} there ({expected})"
+    )
+    assert unknown == 1, (
+        f"on Python 3.{minor}, when {which} returns None (unknown), default_pool_size() returned "
+        f"{unknown!r}: Pool() uses 1 then"
+    )
+
+
 # ------------------------------------------------------------------ POOL-4
 
 
@@ -202,6 +231,53 @@ def test_close_then_join_waits_for_every_task(pool):
     assert not left, (
         f"run_tasks() returned but left {len(left)} pool workers running: call pool.close(), then pool.join()"
     )
+
+
+def _in_pool_join(bg: testing.Background) -> bool:
+    frame = sys._current_frames().get(bg.thread.ident)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "join" and code.co_filename.replace("\\", "/").endswith("multiprocessing/pool.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.mark.spec("POOL-4")
+def test_join_waits_for_the_workers_to_exit(pool):
+    """Each worker, when it exits, waits at a gate: run_tasks() must still be in Pool.join() then.
+
+    Without join(), run_tasks() returns once the results are in; the pool object
+    is then collected and its finalizer terminates the workers (SIGTERM) instead
+    of letting them exit.
+    """
+    exiting, leave = multiprocessing.Semaphore(0), multiprocessing.Semaphore(0)
+    before = _children()
+    bg = testing.Background(pool.run_tasks, tasks.echo_pid, 2, 2, tasks.init_exit_gate, (exiting, leave))
+    try:
+        at_exit = []
+
+        def where() -> str | None:
+            while exiting.acquire(False):
+                at_exit.append(1)
+            if not bg.thread.is_alive():
+                return "ended"
+            return "joining" if len(at_exit) == 2 and _in_pool_join(bg) else None
+
+        state = testing.until(where, "both workers to reach their exit, with run_tasks() in pool.join()")
+        if state == "ended":
+            bg.result("run_tasks()")  # raises what it raised
+            testing.fail(
+                f"run_tasks() returned while {2 - len(at_exit)} of its 2 workers had not exited yet: "
+                "after pool.close(), call pool.join(), which waits for every worker process to end"
+            )
+    finally:
+        leave.release()
+        leave.release()
+    results = bg.result("run_tasks() to return once its workers could exit")
+    assert [r[0] for r in results] == [0, 1], f"run_tasks() returned {results!r}"
+    left = _children() - before
+    assert not left, f"run_tasks() returned but left {len(left)} pool workers running"
 
 
 # -------------------------------------------------------------- POOL-5, 6
@@ -334,9 +410,12 @@ def _gone(pid: int) -> bool:
 def test_leaving_with_terminates_unfinished_work(pool):
     gated = Gated(1)
     seen: list = []
+    before = _children()
+    workers: list[int] = []
 
     def before_leaving() -> None:
         seen.append(testing.get(gated.reports, "the task to start inside the with block"))
+        workers.append(len(_children() - before))
 
     with running(
         gated, pool.leave_with_block, tasks.gated_task, (0,), tasks.init_gates, gated.initargs, before_leaving
@@ -345,6 +424,7 @@ def test_leaving_with_terminates_unfinished_work(pool):
             "leave_with_block() to return: leaving `with Pool(...)` terminates the task, it does not wait"
         )
     assert seen and seen[0][:2] == ("start", 0), f"the task should have started inside the block: {seen}"
+    assert workers == [1], f"the with block's pool had {workers} worker processes, expected Pool(1): 1"
     pid = seen[0][2]
     assert hasattr(result, "ready"), f"leave_with_block() should return the AsyncResult, got {result!r}"
     assert not result.ready(), "the task's result is ready: the task was not killed by leaving the block"
@@ -400,4 +480,49 @@ def test_demo_prints_the_transcript_and_timeline(demo, start_method):
     assert len(rows) == len(set(pid_of.values())), f"one timeline row per worker:\n{text}"
     assert any(ln.startswith("Task 4 waited") for ln in lines[done:]), (
         f"the timeline should say task 4 waited:\n{text}"
+    )
+    assert any(re.fullmatch(r"Timeline of Pool\(4\) \([\d.]+ s a column\):", ln) for ln in lines[done:]), (
+        f"no 'Timeline of Pool(4) (... s a column):' heading:\n{text}"
+    )
+    check_timeline(rows, pid_of, text)
+
+
+def check_timeline(rows: list[str], pid_of: dict[int, int], text: str) -> None:
+    """The timeline's shape, whatever the timing: one row per worker, equal widths, every task shown.
+
+    A task's digit fills the columns it ran in; only the next task in the same
+    worker can take its last column, and each of tasks 0-3 spans several.
+    The last column is that of the task that ended last.
+    """
+    cells = {}
+    for row in rows:
+        m = re.fullmatch(r"worker +(\d+) \|(.*)\|", row)
+        assert m, f"a timeline row should read 'worker PID |cells|': {row!r}\n{text}"
+        cells[int(m[1])] = m[2]
+    widths = {len(c) for c in cells.values()}
+    assert len(widths) == 1 and widths != {0}, f"the timeline's rows should have one width:\n{text}"
+    assert all(set(c) <= set("01234 ") for c in cells.values()), (
+        f"a timeline cell is a task's digit or a blank:\n{text}"
+    )
+    for task, pid in pid_of.items():
+        assert str(task) in cells.get(pid, ""), f"task {task} is missing from worker {pid}'s row:\n{text}"
+    assert any(c[-1] != " " for c in cells.values()), (
+        f"the timeline should end with the column where the last task ended:\n{text}"
+    )
+
+
+@pytest.mark.spec("POOL-10")
+def test_task_lines_are_flushed_by_the_task(pool, tmp_path):
+    """The task's two lines are in its worker's stdout (a block-buffered file) when the task returns."""
+    pool.long_time_task(0, 0.0)  # a stub fails here; the lines go to the test's captured stdout
+    out = tmp_path / "worker-stdout.txt"
+    with multiprocessing.Pool(1, tasks.init_stdout, (str(out),)) as p:
+        _, pid, _, _ = _get(p.apply_async(pool.module.long_time_task, (3, 0.0)), "long_time_task(3, 0.0)")
+        written = out.read_text(encoding="utf-8")  # the worker is alive: only what it flushed is there
+    expected = [re.escape(f"Run task 3 ({pid})..."), r"Task 3 runs \d+\.\d\d seconds\."]
+    got = written.splitlines()
+    assert len(got) == 2 and all(re.fullmatch(e, ln) for e, ln in zip(expected, got, strict=True)), (
+        f"when long_time_task(3, 0.0) returned, its worker's stdout held {written!r}; expected lines "
+        f"matching {expected}: flush after each line (sys.stdout.flush()), or a worker's lines wait in "
+        "its buffer and come out of order with the others'"
     )

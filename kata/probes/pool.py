@@ -15,7 +15,9 @@ globals, in the worker, and :func:`gated_task` uses them.
 
 from __future__ import annotations
 
+import multiprocessing.util
 import os
+import sys
 from typing import Any
 
 from kata.probes import GATE_LIMIT
@@ -53,3 +55,30 @@ def fail_task(name: int) -> None:
 def echo_pid(value: Any) -> tuple[Any, int]:
     """A task that returns ``(value, the worker's PID)``."""
     return value, os.getpid()
+
+
+def _hold_exit(exiting: Any, leave: Any) -> None:
+    """Run at the worker's exit: say so on ``exiting``, then wait at the ``leave`` gate."""
+    exiting.release()
+    leave.acquire(timeout=GATE_LIMIT)
+
+
+def init_exit_gate(exiting: Any, leave: Any) -> None:
+    """Pool initializer: hold this worker, when it exits, until the test releases ``leave``.
+
+    A ``multiprocessing.util.Finalize`` with an exit priority runs when the
+    worker's process ends normally (``Process._bootstrap`` calls
+    ``util._exit_function``), after the last task, before the process is
+    gone: so ``Pool.join()``, which waits for every worker to exit, waits for
+    the test. A worker killed by ``terminate()`` never runs it.
+    """
+    multiprocessing.util.Finalize(None, _hold_exit, args=(exiting, leave), exitpriority=-10)
+
+
+def init_stdout(path: str) -> None:
+    """Pool initializer: the worker's ``sys.stdout`` becomes ``path``, block-buffered.
+
+    What a task writes reaches the file only when it is flushed (or when the
+    worker exits normally): the test reads the file while the worker is alive.
+    """
+    sys.stdout = open(path, "w", encoding="utf-8")  # noqa: SIM115 - the worker's stdout for its life
