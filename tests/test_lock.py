@@ -439,3 +439,31 @@ def test_race_runs_two_threads_of_the_given_change(lock, monkeypatch):
         "expected two threads, one calling change(5) and one calling change(8), 1000 times each; "
         f"got {len(calls)} thread(s) with (values, calls): {got}"
     )
+
+
+@pytest.mark.spec("LOCK-9")
+def test_race_joins_both_threads_before_it_returns_the_balance(lock, monkeypatch):
+    monkeypatch.setattr(lock.module, "balance", 7)  # race() starts from 0
+    gate, gated = threading.Event(), threading.Event()
+
+    def gated_change(n: int) -> None:
+        if n == 8:
+            gated.set()
+            testing.wait_event(gate, "the test to open the gate of change(8)")
+        lock.module.balance += n
+
+    call = testing.Background(lock.race, 1, gated_change)
+    try:
+        testing.wait_event(gated, "race(1, change) to call change(8) in a thread")
+        call.parked_in(
+            "join",
+            "threading.py",
+            "race() waiting in Thread.join() for the thread whose change(8) is held at the gate",
+        )
+    finally:
+        gate.set()
+    result = call.result("race(1, change) to return once both threads are done")
+    assert result == 13, (
+        f"race(1, change) returned {result}, expected 13 (0 + 5 + 8): join both threads, "
+        "then return balance, so that every change is in it"
+    )
