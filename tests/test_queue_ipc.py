@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.process
 import os
 import re
 import signal
@@ -42,18 +43,31 @@ def lines_from(log: Any, count: int, what: str) -> list[str]:
     return [testing.get(log, f"{what} (line {i + 1} of {count})") for i in range(count)]
 
 
+def unjoined() -> set:
+    """The processes this process started and has not joined (nor polled as ended).
+
+    ``join()`` takes a process out of this set; nothing else does in these tests
+    (``active_children()``, ``start()`` would take out the ones that ended), so a
+    process left in it after a learner function returned was not joined.
+    """
+    return set(multiprocessing.process._children)
+
+
 # ------------------------------------------------------------------ QUEUE-1
 
 
 @pytest.mark.spec("QUEUE-1")
 def test_sentinel_ends_the_reader_after_every_value(queue_ipc):
     log = multiprocessing.Queue()
+    before = unjoined()
     run = testing.Background(queue_ipc.run_writer_and_reader, ("A", "B", "C"), log)
     codes = run.result("both processes to end: the reader must stop by itself at the sentinel")
+    left = unjoined() - before
     writer, reader = codes if isinstance(codes, tuple) and len(codes) == 2 else (None, None)
     if reader == -signal.SIGTERM:
         testing.fail("the reader was terminated (exitcode -15): it should stop by itself at the sentinel")
     assert (writer, reader) == (0, 0), f"(writer, reader) exit codes were {codes!r}, expected (0, 0)"
+    assert not left, f"run_writer_and_reader() returned without joining {left}: join() both processes"
     lines = lines_from(log, 8, "the writer's and the reader's lines")
     got = [m[1] for m in map(re.compile(r"Get (.*) from queue\.").fullmatch, lines) if m]
     assert got == ["A", "B", "C"], f"the reader got {got}, expected A, B, C in order (lines: {lines})"
@@ -78,6 +92,7 @@ def test_terminate_gives_minus_sigterm_and_loses_unread_items(queue_ipc):
     code = testing.Background(queue_ipc.stop_like_the_note, writer, reader).result(
         "stop_like_the_note() to join the writer and terminate the reader"
     )
+    assert writer not in unjoined(), "stop_like_the_note() did not join the writer: the note's pw.join()"
     assert not reader.is_alive(), "the reader is still alive: terminate() it, then join() it"
     assert code == -signal.SIGTERM, f"the reader's exitcode was {code!r}, expected -15 (-signal.SIGTERM)"
     left = [testing.get(q, "B and C, which the reader never read") for _ in range(2)]
@@ -150,6 +165,7 @@ def test_drain_before_join(queue_ipc):
                 "the child cannot end until its data is read — get() first, then join()"
             )
         data = bg.result("drain_then_join() to return")
+        assert p not in unjoined(), "drain_then_join() returned the item without joining the child"
     finally:
         if data is None:  # the test failed: read the data so that the child can end
             with contextlib.suppress(Exception):
@@ -164,10 +180,13 @@ def test_drain_before_join(queue_ipc):
 
 @pytest.mark.spec("QUEUE-5")
 def test_pipe_both_ways(queue_ipc):
+    before = unjoined()
     replies = testing.Background(queue_ipc.talk, ["ping", "pong", "done"]).result("talk() to return")
+    left = unjoined() - before
     assert replies == ["PING", "PONG", "DONE"], (
         f"talk() returned {replies!r}: each message should come back from the child upper-cased, in order"
     )
+    assert not left, f"talk() returned without joining its child {left}: send None, then join() it"
 
 
 # ------------------------------------------------------------------ QUEUE-6
