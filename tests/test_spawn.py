@@ -11,6 +11,7 @@ programs. ``STARTS`` below lists the processes each test starts.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import os
 import pickle
 import re
@@ -207,7 +208,7 @@ def test_importing_the_module_starts_no_process(request):
         testing.fail(problem)
 
 
-@pytest.mark.spec("SPAWN-2")
+@pytest.mark.spec("SPAWN-2", "SPAWN-5")
 def test_the_module_run_as_a_program_under_spawn_is_guarded(sp, demo):
     run = demo("spawn", "--start-method", "spawn")
     assert BOOTSTRAP not in run.stderr, (
@@ -219,6 +220,7 @@ def test_the_module_run_as_a_program_under_spawn_is_guarded(sp, demo):
         f"`python -m ... spawn --start-method spawn` exited with {run.returncode}:\n"
         + (testing.cut(run.stderr))
     )
+    check_demo_lines(run.stdout, "spawn")  # what spawn shows, under every start_method's run
 
 
 # -------------------------------------------------------------------- SPAWN-3
@@ -229,7 +231,10 @@ def test_module_state_changed_after_import(sp, start_method, monkeypatch):
     initial = sp.module.GREETING
     changed = "changed after import"
     monkeypatch.setattr(sp.module, "GREETING", changed)
+    before = set(multiprocessing.process._children)  # join() takes a process out of this set
     own, passed = bounded(sp.greeting_in_child, start_method, what="greeting_in_child() to return")
+    left = set(multiprocessing.process._children) - before
+    assert not left, f"greeting_in_child() returned without joining its child {left}: join() it"
     assert passed == changed, (
         f"the value passed as an argument should be the parent's current {changed!r} under every "
         f"method; the child got {passed!r}"
@@ -271,8 +276,14 @@ def test_unpicklable_objects_elsewhere_do_not_stop_the_child(sp, start_method, m
 def test_an_unpicklable_argument_fails_at_start(sp, start_method):
     lock = threading.Lock()
     if start_method == "fork":
-        code = bounded(sp.start_in, "fork", probes.take, (lock,), what="start_in('fork', take, (lock,))")
+        q = multiprocessing.get_context("fork").Queue()
+        code = bounded(sp.start_in, "fork", probes.put_type, (q, lock), what="start_in('fork', put_type)")
         assert code == 0, f"under fork nothing is pickled: a lock argument is fine; exitcode was {code!r}"
+        got = testing.get(q, "the child to report the arguments it got")
+        assert got == [type(lock).__name__], (
+            f"start_in('fork', target, args) ran the target with {got} after the queue, expected the lock: "
+            "pass the args to Process(target=target, args=args)"
+        )
         return
     exc = raised(sp.start_in, start_method, probes.take, (lock,), what="start_in(take, (lock,))")
     if not isinstance(exc, TypeError) or "pickle" not in str(exc):
@@ -299,13 +310,19 @@ def test_demo_runs_under_every_start_method(sp, demo, start_method):
     assert run.returncode == 0 and not run.stderr.strip(), (
         f"the demo exited with {run.returncode}:\n{testing.cut(run.stderr)}"
     )
-    lines = run.stdout.splitlines()
+    check_demo_lines(run.stdout, start_method)
+
+
+def check_demo_lines(stdout: str, start_method: str) -> None:
+    """The demo's four lines under ``start_method`` (SPAWN-5)."""
+    __tracebackhide__ = True
+    lines = stdout.splitlines()
     changed = "changed by main()"
     child_view = changed if start_method == "fork" else "set at import"
     lambda_line = (
         r"a lambda target: ran, exitcode 0"
         if start_method == "fork"
-        else r"a lambda target: \w+Error: .*<lambda>.*"
+        else rf"a lambda target: (?:{'|'.join(e.__name__ for e in PICKLING_ERRORS)}): .*<lambda>.*"
     )
     patterns = [
         rf"start method: {start_method}, parent PID \d+",
@@ -316,7 +333,9 @@ def test_demo_runs_under_every_start_method(sp, demo, start_method):
     ok = len(lines) == len(patterns) and all(
         re.fullmatch(p, ln) for p, ln in zip(patterns, lines, strict=True)
     )
-    assert ok, "the demo printed:\n" + run.stdout + "\nexpected lines matching:\n" + "\n".join(patterns)
+    assert ok, f"the demo under {start_method} printed:\n{stdout}\nexpected lines matching:\n" + "\n".join(
+        patterns
+    )
 
 
 # -------------------------------------------------------------------- SPAWN-6
