@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import sys
 import sysconfig
 import threading
@@ -20,7 +21,7 @@ import time
 
 import pytest
 
-from kata import testing
+from kata import reaper, testing
 from kata.probes import gil as gil_probes
 
 #: One measurement window, in seconds.
@@ -296,6 +297,36 @@ def test_gil_enabled_reports_the_build(gil):
 
 
 @pytest.mark.spec("GIL-5")
+def test_gil_enabled_asks_sys_where_it_can(gil, monkeypatch):
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert gil.gil_enabled() is False, (
+        "gil_enabled() returned True while sys._is_gil_enabled() returned False (a free-threaded build "
+        "with the GIL off): return sys._is_gil_enabled() where it exists"
+    )
+    monkeypatch.delattr(sys, "_is_gil_enabled")
+    assert gil.gil_enabled() is True, (
+        "gil_enabled() did not return True on a Python without sys._is_gil_enabled (before 3.13 there "
+        "is always a GIL): use getattr(sys, '_is_gil_enabled', None) and return True when it is None"
+    )
+
+
+@pytest.mark.spec("GIL-5")
+@pytest.mark.parametrize("flag", [1, 0])
+def test_free_threaded_build_reads_py_gil_disabled(gil, monkeypatch, flag):
+    real = sysconfig.get_config_vars
+
+    def config_vars(*names):
+        found = {**real(), "Py_GIL_DISABLED": flag}
+        return [found.get(name) for name in names] if names else found
+
+    monkeypatch.setattr(sysconfig, "get_config_vars", config_vars)  # get_config_var() reads it too
+    assert gil.free_threaded_build() is bool(flag), (
+        f"free_threaded_build() returned {gil.free_threaded_build()!r} where "
+        f"sysconfig.get_config_var('Py_GIL_DISABLED') is {flag}, expected {bool(flag)}"
+    )
+
+
+@pytest.mark.spec("GIL-5")
 @pytest.mark.skipif(
     GIL_BUILD, reason="GIL-5: GIL build: threads take turns on one core (GIL-2); needs python3.13t"
 )
@@ -316,6 +347,10 @@ def test_demo_prints_the_build_and_both_ratios(demo):
     lines = run.stdout.splitlines()
     assert len(lines) == 3, f"expected 3 lines, got:\n{run.stdout}"
     assert "switch interval 0.005 s" in lines[0], f"first line: {lines[0]!r}"
+    assert re.search(r"\bGIL\b", lines[0]), (
+        f"the first line does not name the build (a GIL build, or free-threaded with the GIL off): "
+        f"{lines[0]!r}"
+    )
     assert lines[1].startswith("2 busy threads:") and lines[2].startswith("2 busy processes:"), "\n".join(
         lines
     )
@@ -323,3 +358,68 @@ def test_demo_prints_the_build_and_both_ratios(demo):
     assert processes > 0, f"the processes used no CPU: {lines[2]!r}"
     if GIL_BUILD:
         assert threads <= ONE_CORE, f"on a GIL build 2 busy threads reported {threads} cores: {lines[1]!r}"
+
+
+@pytest.mark.spec("GIL-6")
+def test_cpu_ratio_of_threads_runs_n_loops_for_the_window_then_joins_them(gil, monkeypatch):
+    n, seconds = 3, 2 * WINDOW
+    entered: list[tuple[threading.Thread, int]] = []
+    stop_seen: list[float] = []
+    gate = threading.Event()
+
+    def held_loop(stop) -> None:
+        """Stands in for loop(): notes its thread, waits for stop, then for the test's gate."""
+        entered.append((threading.current_thread(), os.getpid()))
+        if stop.wait(testing.WAIT):
+            stop_seen.append(time.perf_counter())
+        gate.wait(testing.WAIT)
+
+    monkeypatch.setattr(gil.module, "loop", held_loop)
+    start = time.perf_counter()
+    call = testing.Background(gil.cpu_ratio_of_threads, n, seconds)
+    try:
+        testing.until(
+            lambda: len(stop_seen) >= n or not call.thread.is_alive(),
+            f"cpu_ratio_of_threads({n}, {seconds}) to run loop(stop) in {n} threads, then set stop",
+        )
+        call.parked_in(
+            "join", "threading.py", f"joining the {n} loop threads, which end only when the test lets them"
+        )
+    finally:
+        gate.set()
+    ratio = call.result(f"cpu_ratio_of_threads({n}, {seconds}) to return once its threads end")
+    threads = {t for t, _ in entered}
+    assert len(entered) == n == len(threads), (
+        f"loop ran {len(entered)} times in {len(threads)} thread(s), expected once in each of {n} threads"
+    )
+    assert {pid for _, pid in entered} == {os.getpid()} and call.thread not in threads, (
+        "loop ran in the caller's thread or in another process: start threads of this process"
+    )
+    assert not any(t.is_alive() for t in threads), "cpu_ratio_of_threads returned before its threads ended"
+    waited = min(stop_seen) - start
+    assert waited >= 0.9 * seconds, (
+        f"stop was set {waited:.3f} s after the call, expected after the window of {seconds} s: "
+        "measure over `seconds` (sleep), then set stop"
+    )
+    assert isinstance(ratio, float) and ratio >= 0, f"returned {ratio!r}, expected CPU time / wall time"
+
+
+@pytest.mark.spec("GIL-6")
+def test_cpu_ratio_of_processes_measures_the_window_and_joins_them(gil, start_method):
+    seconds = 2 * WINDOW
+    before = set(reaper.descendants())
+    start = time.perf_counter()
+    ratio = testing.Background(gil.cpu_ratio_of_processes, 1, seconds).result(
+        f"cpu_ratio_of_processes(1, {seconds}) to run one busy process over the window and return"
+    )
+    took = time.perf_counter() - start
+    left = set(reaper.descendants()) - before - reaper.run_helpers()
+    assert not left, (
+        f"cpu_ratio_of_processes returned with its processes {sorted(left)} not joined "
+        "(still running, or exited and never reaped): join every process before returning"
+    )
+    assert took >= 0.9 * seconds, (
+        f"cpu_ratio_of_processes(1, {seconds}) returned after {took:.3f} s, expected a window of "
+        f"{seconds} s: let the processes run for `seconds` before setting stop"
+    )
+    assert isinstance(ratio, float) and ratio >= 0, f"returned {ratio!r}, expected CPU time / wall time"
