@@ -9,9 +9,10 @@ gates and the queue reach the workers through the pool's initializer
 ``testing.Background`` thread; every wait is bounded.
 
 Process starts per test (workers; the same under every start method):
-POOL-1 4, POOL-2 5, POOL-3 0, POOL-4 2, POOL-5 1, POOL-6 1, POOL-7 2 + 2,
-POOL-8 1 + 1, POOL-9 1, POOL-10 one interpreter + 4 workers.
-(Measured by counting BaseProcess.start per test: 20 per start method, demos aside.)
+POOL-1 4, POOL-2 5, POOL-3 0, POOL-4 2 + 2, POOL-5 1, POOL-6 1, POOL-7 2 + 2,
+POOL-8 1 + 1, POOL-9 1, POOL-10 one interpreter + 4 workers, and 1.
+(Measured by counting BaseProcess.start per test: 20 per start method, demos aside;
+23 with the POOL-4 exit-gate and POOL-10 flush tests added after.)
 """
 
 from __future__ import annotations
