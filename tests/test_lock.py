@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kata import testing
+from kata import reaper, testing
 from kata.probes import lock as lock_probes
 
 #: acquire(timeout=...) given to the thread that must detect the deadlock (s).
@@ -369,8 +369,14 @@ def test_plain_lock_is_not_reentrant(lock):
 @pytest.mark.spec("LOCK-7")
 def test_a_child_process_changes_its_own_copy(lock, monkeypatch, start_method):
     monkeypatch.setattr(lock.module, "balance", 0)
+    before = set(reaper.descendants())
     call = testing.Background(lock.add_in_child, 5)
     child, parent = call.result("add_in_child(5) to start a child, get its balance back and join it")
+    left = set(reaper.descendants()) - before - reaper.run_helpers()
+    assert not left, (
+        f"add_in_child returned with its child process {sorted(left)} not joined (still running, or "
+        "exited and never reaped): join the child before returning"
+    )
     assert child == 5, f"the child saw balance {child}, expected 5 (0 + 5 in its own copy)"
     assert parent == 0, (
         f"the parent's balance is {parent} after the child added 5, expected 0: "
