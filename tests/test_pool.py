@@ -12,7 +12,7 @@ Process starts per test (workers; the same under every start method):
 POOL-1 4, POOL-2 5, POOL-3 0, POOL-4 2 + 2, POOL-5 1, POOL-6 1, POOL-7 2 + 2,
 POOL-8 1 + 1, POOL-9 1, POOL-10 one interpreter + 4 workers, and 1.
 (Measured by counting BaseProcess.start per test: 20 per start method, demos aside;
-23 with the POOL-4 exit-gate and POOL-10 flush tests added after.)
+the POOL-4 exit-gate and POOL-10 flush tests, added after, start 2 and 1 more: 23.)
 """
 
 from __future__ import annotations

@@ -92,7 +92,9 @@ def test_terminate_gives_minus_sigterm_and_loses_unread_items(queue_ipc):
     code = testing.Background(queue_ipc.stop_like_the_note, writer, reader).result(
         "stop_like_the_note() to join the writer and terminate the reader"
     )
-    assert writer not in unjoined(), "stop_like_the_note() did not join the writer: the note's pw.join()"
+    left = unjoined()  # before is_alive(), which would take an ended process out
+    assert writer not in left, "stop_like_the_note() did not join the writer: the note's pw.join()"
+    assert reader not in left, "stop_like_the_note() did not join the reader after terminate(): join() it"
     assert not reader.is_alive(), "the reader is still alive: terminate() it, then join() it"
     assert code == -signal.SIGTERM, f"the reader's exitcode was {code!r}, expected -15 (-signal.SIGTERM)"
     left = [testing.get(q, "B and C, which the reader never read") for _ in range(2)]

@@ -125,6 +125,7 @@ def no_children_left(what: str) -> None:
 
 @pytest.mark.spec("SPAWN-1")
 def test_a_module_level_target_runs(sp, start_method):
+    before = set(multiprocessing.process._children)  # join() takes a process out of this set
     try:
         value = bounded(sp.square_in_child, 7, start_method, what="square_in_child(7) to return")
     except PICKLING_ERRORS as exc:
@@ -132,7 +133,9 @@ def test_a_module_level_target_runs(sp, start_method):
             f"under {start_method}, square_in_child(7) raised {type(exc).__name__}: {exc} — the target is "
             "pickled by module and name: use the module-level function `square`, not a lambda or a nested def"
         )
+    left = set(multiprocessing.process._children) - before
     assert value == 49, f"square_in_child(7, {start_method!r}) returned {value!r}, expected 49"
+    assert not left, f"square_in_child() returned without joining its child {left}: get(), then join()"
 
 
 @pytest.mark.spec("SPAWN-1")
