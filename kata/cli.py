@@ -163,11 +163,13 @@ def pytest_command(
         "-p", "kata.plugin",
         "--rootdir", str(specs.ROOT),
         "-c", str(specs.ROOT / "pyproject.toml"),
-        "-q", "--no-header", "--tb=no", "-rN", "--kata-brief", "--disable-warnings",
+        "-q", "--no-header", "--tb=no", "-rN", "--disable-warnings",
         "-p", "no:cacheprovider",
         "--solutions", package or args.solutions,
         "--start-method", args.start_method,
     ]  # fmt: skip
+    if not getattr(args, "table", False):
+        cmd.append("--kata-brief")  # per-topic lines and the first failure, not the full table
     if words:
         cmd += ["--spec", ",".join(words)]
     json_path = json_path or args.json
@@ -495,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     _solutions_option(check, "solutions")
     check.add_argument("--json", metavar="FILE", help="write the JSON conformance report (spec/README.md)")
     check.add_argument("--junitxml", metavar="FILE", help="write a JUnit XML report")
+    check.add_argument(
+        "--table",
+        action="store_true",
+        help="print the full table (spec ID x start method) instead of one line per topic",
+    )
     _run_options(check)
     check.set_defaults(func=cmd_check)
 
