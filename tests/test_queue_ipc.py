@@ -7,7 +7,7 @@ queues; a reader that must be busy when it is terminated waits at a gate
 
 Process starts per test (the same under every start method): QUEUE-1 2,
 QUEUE-2 2, QUEUE-3 0, QUEUE-4 1, QUEUE-5 1, QUEUE-6 0 and 1, QUEUE-7 one
-interpreter + 2 (7 per start method, the demo aside).
+interpreter + 2, and 1 (8 per start method, the demo aside).
 """
 
 from __future__ import annotations
@@ -232,6 +232,30 @@ def test_worker_calls_task_done_for_each_item(queue_ipc):
 
 
 # ------------------------------------------------------------------ QUEUE-7
+@pytest.mark.spec("QUEUE-7")
+def test_lines_are_flushed_as_they_are_written(queue_ipc, tmp_path):
+    """write()'s lines are in its process's stdout (a block-buffered file) when write() returns."""
+    out = tmp_path / "writer-stdout.txt"
+    q, done, gate = multiprocessing.Queue(), multiprocessing.Semaphore(0), multiprocessing.Semaphore(0)
+    args = (str(out), done, gate, queue_ipc.module.write, q, ("A",))
+    child = multiprocessing.Process(target=probes.run_with_stdout, args=args)
+    child.start()
+    try:
+        testing.until(lambda: done.acquire(False) or not child.is_alive(), "write(q, ('A',)) to return")
+        written = out.read_text(encoding="utf-8")  # the child is alive: only what it flushed is there
+        items = [testing.get(q, "the value and the sentinel write() put") for _ in range(2)]
+    finally:
+        gate.release()
+        testing.join(child, "the child to end once released")
+    assert child.exitcode == 0, f"write() in a child ended with exitcode {child.exitcode}"
+    assert items == ["A", None], f"write(q, ('A',)) put {items}, expected 'A' then the sentinel None"
+    expected = [rf"Process to write: {child.pid}", r"Put A to queue\.\.\."]
+    got = written.splitlines()
+    assert len(got) == 2 and all(re.fullmatch(e, ln) for e, ln in zip(expected, got, strict=True)), (
+        f"when write() returned, its process's stdout held {written!r}; expected lines matching "
+        f"{expected}: write each line and flush it (sys.stdout.flush()), or it waits in the buffer and "
+        "the two processes' lines come out in the wrong order"
+    )
 
 
 def reap_adopted(before: set[int]) -> None:

@@ -7,6 +7,7 @@ Event: it is terminated while it waits, and a process killed inside
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,3 +29,15 @@ def read_one_then_wait(q: Any, got: Any, gate: Any) -> None:
 def put_big(q: Any, size: int) -> None:
     """Put one item of ``size`` bytes: more than a pipe buffer when ``size`` > 64 KiB."""
     q.put(b"x" * size)
+
+
+def run_with_stdout(path: str, done: Any, gate: Any, func: Any, *args: Any) -> None:
+    """Make ``sys.stdout`` the block-buffered file ``path``, call ``func(*args)``, then wait at ``gate``.
+
+    ``done`` is released when ``func`` has returned: the test then reads the
+    file while this process is alive, so it finds only what ``func`` flushed.
+    """
+    sys.stdout = open(path, "w", encoding="utf-8")  # noqa: SIM115 - this process's stdout for its life
+    func(*args)
+    done.release()
+    gate.acquire(timeout=GATE_LIMIT)
