@@ -443,6 +443,10 @@ def test_plugin_reports_selects_and_refuses_in_a_real_run(tmp_path):
     assert "kata: JSON report written to r.json" in run.stdout, run.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["specs"][first]["status"] == "fail" and set(report["specs"]) == {first}
+    # Under pytest-xdist the workers send their reports; the controller alone writes the table.
+    run = inner_pytest(tmp_path, "-n", "1", "--spec", first)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.count("kata conformance") == 1 and f"{first}" in run.stdout, run.stdout
     # Only tests with no spec item: no conformance table.
     run = inner_pytest(tmp_path, "-k", "tooling")
     assert run.returncode == 0 and "kata conformance" not in run.stdout, run.stdout
@@ -697,16 +701,25 @@ def test_background_reports_how_the_function_ended(monkeypatch):
 # ------------------------------------------------------------------- reaper
 
 
-def test_reaper_stops_a_leaked_multiprocessing_child(monkeypatch):
+def test_reaper_stops_a_leaked_multiprocessing_child_and_spares_older_ones():
     ctx = multiprocessing.get_context("fork")
     started, gate = ctx.Event(), ctx.Event()
+    older = ctx.Process(target=probes.announce_and_wait, args=(started, gate), name="older")
+    older.start()
+    testing.wait_event(started, "the older child to start")
+    started.clear()
     before = reaper.snapshot()
     child = ctx.Process(target=probes.announce_and_wait, args=(started, gate), name="leaky")
     child.start()
-    testing.wait_event(started, "the child to start")
-    leaks = reaper.clean_up(before)
-    assert leaks == [f"process {child.pid} (leaky, alive)"]
-    assert child.exitcode == -9
+    try:
+        testing.wait_event(started, "the child to start")
+        leaks = reaper.clean_up(before)
+        assert leaks == [f"process {child.pid} (leaky, alive)"]
+        assert child.exitcode == -9 and older.is_alive()
+    finally:
+        gate.set()
+        testing.join(older, "the older child to end")
+    assert older.exitcode == 0
 
 
 def test_reaper_stops_a_leaked_program_and_reaps_a_zombie():
@@ -740,6 +753,13 @@ def test_reaper_names_a_non_daemon_thread_still_running(monkeypatch):
         gate.set()
         for thread in (stuck, daemon, finished):
             testing.join(thread, "the thread")
+    # A thread that ends within the grace period is no leak.
+    monkeypatch.setattr(reaper, "THREAD_GRACE", testing.WAIT)
+    before = reaper.snapshot()
+    ending = threading.Thread(target=threading.Event().wait, args=(0.1,), name="ending")
+    ending.start()
+    assert reaper.clean_up(before) == []
+    assert not ending.is_alive()
 
 
 def test_reaper_skips_a_process_that_is_gone(monkeypatch):
@@ -750,6 +770,7 @@ def test_reaper_skips_a_process_that_is_gone(monkeypatch):
     before = reaper.snapshot()
     monkeypatch.setattr(reaper, "descendants", lambda: {program.pid: gone})
     assert reaper.clean_up(before) == []
+    assert reaper._reap(os.getppid()) is None  # not our child: its own parent reaps it
 
 
 def test_descendants_of_a_process_psutil_cannot_read(monkeypatch):
