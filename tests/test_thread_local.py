@@ -548,3 +548,31 @@ def test_demo_prints_the_transcript(demo):
     run = demo("thread_local")
     assert run.returncode == 0, f"the demo exited with {run.returncode}:\n{testing.cut(run.stderr)}"
     assert run.stdout.splitlines() == NOTE_TRANSCRIPT, "the demo printed:\n" + run.stdout
+
+
+@pytest.mark.spec("TLOCAL-9")
+@pytest.mark.parametrize(
+    ("held_student", "held", "other"), [("Alice", "Thread-A", "Thread-B"), ("Bob", "Thread-B", "Thread-A")]
+)
+def test_main_joins_both_threads_before_it_prints(tl, monkeypatch, capsys, held_student, held, other):
+    """Hold one thread after its work: main() must wait for it in join(), not print without its line."""
+    real, gate = tl.module.process_thread, threading.Event()
+
+    def process_thread(name: str, after_bind: Callable[[], object] = lambda: None) -> str:
+        line = real(name, after_bind)
+        if name == held_student:
+            testing.wait_event(gate, f"the test to let {held} end")
+        return line
+
+    def other_ended_or_main_returned() -> bool:
+        return not call.thread.is_alive() or not any(t.name == other for t in threading.enumerate())
+
+    monkeypatch.setattr(tl.module, "process_thread", process_thread)
+    call = testing.Background(tl.main)
+    try:
+        testing.until(other_ended_or_main_returned, f"{other} to end while {held} is held")
+        call.parked_in("join", "threading.py", f"main() to wait in join() for the held {held}")
+    finally:
+        gate.set()
+    call.result(f"main() to print once {held} ended")
+    assert capsys.readouterr().out.splitlines() == NOTE_TRANSCRIPT
