@@ -88,6 +88,7 @@ def forget_modules() -> Iterator[list[str]]:
 
 
 def test_solutions_given_as_a_path_runs_from_its_parent(here):
+    here = Path.cwd()  # resolved, as locate() resolves paths
     assert cli.locate("ws") == ("ws", here)
     assert cli.locate("./ws") == ("ws", here)
     assert cli.locate(str(here / "sub" / "mine") + "/") == ("mine", here / "sub")
@@ -109,7 +110,7 @@ def test_a_module_without_a_spec_counts_as_missing(here, capsys, monkeypatch):
 def test_a_missing_package_elsewhere_names_the_directory(here, capsys):
     assert cli.main(["list", "--solutions", "elsewhere/ws"]) == cli.NO_PACKAGE
     line = error_line(capsys)
-    assert f"in {here / 'elsewhere'}" in line and "--solutions path/to/ws" in line, line
+    assert f"in {Path.cwd() / 'elsewhere'}" in line and "--solutions path/to/ws" in line, line
 
 
 def test_pytest_command_maps_ids_topics_and_options(here):
@@ -318,7 +319,7 @@ def test_check_of_a_workspace_records_its_verdicts(ws, capsys, monkeypatch):
     assert cli.read_status(ws / ".kata")[FIRST.ids[0]]["status"] == "fail"
     # With --json the report goes there, and the workspace still records it.
     assert cli.main(["check", FIRST.ids[0], "--solutions", "ws", "--json", "mine.json"]) == 1
-    assert calls[-1][calls[-1].index("--kata-json") + 1] == str(ws.parent / "mine.json")
+    assert calls[-1][calls[-1].index("--kata-json") + 1] == str(Path.cwd() / "mine.json")
     assert (ws / ".kata" / "last.json").read_text() == (ws.parent / "mine.json").read_text()
     # The reference keeps no state, and a run that selected nothing says so.
     monkeypatch.setattr(cli, "run_contained", fake_run(calls, 5))
@@ -465,7 +466,7 @@ def test_a_missing_package_says_how_to_make_one(here, monkeypatch):
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(here))])
     with pytest.raises(learner.LoadError, match=r"package 'nosuchpkg' not found .* `kata init nosuchpkg`"):
         learner.import_package("nosuchpkg")
-    assert sys.path[0] == str(here)
+    assert sys.path[0] == os.getcwd()
 
 
 @pytest.mark.parametrize(
@@ -702,17 +703,18 @@ def test_background_reports_how_the_function_ended(monkeypatch):
 
 
 def test_reaper_stops_a_leaked_multiprocessing_child_and_spares_older_ones():
+    # One Event pair per child: an Event whose waiter was killed must not be set again (it would block).
     ctx = multiprocessing.get_context("fork")
     started, gate = ctx.Event(), ctx.Event()
     older = ctx.Process(target=probes.announce_and_wait, args=(started, gate), name="older")
     older.start()
     testing.wait_event(started, "the older child to start")
-    started.clear()
     before = reaper.snapshot()
-    child = ctx.Process(target=probes.announce_and_wait, args=(started, gate), name="leaky")
+    started_leaky, never = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=probes.announce_and_wait, args=(started_leaky, never), name="leaky")
     child.start()
     try:
-        testing.wait_event(started, "the child to start")
+        testing.wait_event(started_leaky, "the child to start")
         leaks = reaper.clean_up(before)
         assert leaks == [f"process {child.pid} (leaky, alive)"]
         assert child.exitcode == -9 and older.is_alive()
