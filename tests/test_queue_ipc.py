@@ -21,7 +21,6 @@ import signal
 import sys
 from typing import Any
 
-import psutil
 import pytest
 
 from kata import testing
@@ -258,30 +257,9 @@ def test_lines_are_flushed_as_they_are_written(queue_ipc, tmp_path):
     )
 
 
-def reap_adopted(before: set[int]) -> None:
-    """Reap the demo's forkserver and resource tracker.
-
-    They outlive the demo by a moment; run_program kills its session, and as
-    orphans they are adopted by this process (a subreaper), so they are ours
-    to reap.
-    """
-
-    def reaped() -> bool:
-        for child in psutil.Process().children():
-            if child.pid not in before:
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(child.pid, os.WNOHANG)[0] == 0:
-                        return False
-        return True
-
-    testing.until(reaped, "the demo's helper processes (forkserver, resource tracker) to end")
-
-
 @pytest.mark.spec("QUEUE-7")
 def test_demo_prints_the_transcript(demo, start_method):
-    before = {p.pid for p in psutil.Process().children()}
     run = demo("queue", "--start-method", start_method, "--delay", "0.01")
-    reap_adopted(before)
     assert run.returncode == 0, f"the demo exited with {run.returncode}:\n{testing.cut(run.stderr)}"
     lines = run.stdout.splitlines()
     text = "\n".join(lines)
