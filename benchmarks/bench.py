@@ -10,7 +10,7 @@ figures of the same run, as ratios):
 1. the cost to start and join one process: per start method (a no-op
    ``multiprocessing`` target, median of several after a warm-up), a bare
    ``os.fork()`` + ``waitpid``, and a ``python -c pass`` subprocess;
-2. per start method, the wall time of the whole suite (``-m "not hostile"``)
+2. per start method, the wall time of the suite (the matrix: ``-m "not hostile and not workflow"``)
    and the processes it starts (counted by ``benchmarks/count_starts.py``);
 3. the floor: those counts x the measured costs, and the ratio suite / floor;
    also pytest's fixed cost (the same command with ``--collect-only``) and the
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not hostile", "--tb=line"]
+SUITE = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not hostile and not workflow", "--tb=line"]
 
 
 def _noop() -> None:
