@@ -3,5 +3,4 @@
 MODULE = "process"
 METHOD = "spawn"
 OLD = "    os.kill(p.pid, sig)\n    p.join()\n    return p.exitcode"
-# sleep-ok: the hostile code hangs on purpose
-NEW = "    import time\n\n    while True:\n        time.sleep(0.05)"
+NEW = "    import time\n\n    while True:\n        time.sleep(0.05)"  # sleep-ok: hangs on purpose
