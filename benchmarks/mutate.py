@@ -89,6 +89,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kata import spec as specs  # noqa: E402
+from kata.stubs import Source  # noqa: E402
 
 SOLUTIONS = ROOT / "solutions"
 REFERENCE = "solutions"
@@ -187,18 +188,12 @@ class Mutant:
         return (data[: self.start] + self.replacement.encode("utf-8") + data[self.end :]).decode("utf-8")
 
 
-class _Source:
-    """Source text addressed the way :mod:`ast` does: line (1-based), UTF-8 byte column."""
+class _Source(Source):
+    """:class:`kata.stubs.Source`, with the spans and lines the mutator needs."""
 
     def __init__(self, text: str) -> None:
+        super().__init__(text)
         self.text = text
-        self.data = text.encode("utf-8")
-        self.starts = [0]
-        for line in self.data.splitlines(keepends=True):
-            self.starts.append(self.starts[-1] + len(line))
-
-    def offset(self, line: int, col: int) -> int:
-        return self.starts[line - 1] + col
 
     def span(self, node: ast.AST) -> tuple[int, int]:
         start = self.offset(node.lineno, node.col_offset)  # type: ignore[attr-defined]

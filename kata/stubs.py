@@ -89,7 +89,7 @@ def _targets(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.Asyn
                     yield f"{node.name}.{member.name}", member
 
 
-class _Source:
+class Source:
     """Source text addressed the way :mod:`ast` does: line (1-based), UTF-8 byte column."""
 
     def __init__(self, text: str) -> None:
@@ -109,7 +109,7 @@ def stub_source(text: str, package_depth: int = 1) -> tuple[str, list[Stubbed]]:
     (1 for ``solutions/fork.py``), for turning absolute imports relative.
     """
     tree = ast.parse(text)
-    src = _Source(text)
+    src = Source(text)
     edits: list[tuple[int, int, bytes]] = []
     done: list[Stubbed] = []
 
