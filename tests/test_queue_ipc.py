@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.process
 import os
+import queue
 import re
 import signal
 import sys
@@ -234,6 +235,7 @@ def test_worker_calls_task_done_for_each_item(queue_ipc):
 @pytest.mark.spec("QUEUE-7")
 def test_lines_are_flushed_as_they_are_written(queue_ipc, tmp_path):
     """write()'s lines are in its process's stdout (a block-buffered file) when write() returns."""
+    queue_ipc.write(queue.SimpleQueue(), ())  # a stub fails here, at once, not in the child
     out = tmp_path / "writer-stdout.txt"
     q, done, gate = multiprocessing.Queue(), multiprocessing.Semaphore(0), multiprocessing.Semaphore(0)
     args = (str(out), done, gate, queue_ipc.module.write, q, ("A",))
@@ -241,6 +243,8 @@ def test_lines_are_flushed_as_they_are_written(queue_ipc, tmp_path):
     child.start()
     try:
         testing.until(lambda: done.acquire(False) or not child.is_alive(), "write(q, ('A',)) to return")
+        if not child.is_alive():
+            testing.fail(f"write(q, ('A',)) ended its process (exitcode {child.exitcode}), not returned")
         written = out.read_text(encoding="utf-8")  # the child is alive: only what it flushed is there
         items = [testing.get(q, "the value and the sentinel write() put") for _ in range(2)]
     finally:
