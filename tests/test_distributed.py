@@ -42,7 +42,7 @@ from kata.probes import distributed as probes
 NOTE_TASKS = [3411, 1605, 1398, 4729, 5300, 7471, 68, 4219, 339, 7866]
 
 #: How long a worker waits for a task, or a master for a result, when the test wants it to give up (s).
-IDLE = 0.3
+IDLE = 0.1
 
 #: The environment variable that carries the key (hex), as the spec names it.
 KEY_ENV = "KATA_AUTHKEY"
@@ -121,6 +121,15 @@ def _reap_adopted(before: set[int]) -> None:
             adopted = pid not in before and pid not in ours and proc.ppid() == os.getpid()
             if adopted and proc.status() == psutil.STATUS_ZOMBIE:
                 os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.fixture(autouse=True)
+def _without_nagle(monkeypatch) -> None:
+    """Manager connections made in the test process skip the 40 ms Nagle stall (see the probes)."""
+    from multiprocessing import connection
+
+    monkeypatch.setattr(connection, "SocketClient", connection.SocketClient)
+    probes.connect_without_nagle()
 
 
 @pytest.fixture(autouse=True)

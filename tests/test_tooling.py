@@ -665,8 +665,8 @@ def test_join_fails_while_the_worker_lives(monkeypatch):
 def test_run_program_kills_a_program_that_overruns(monkeypatch):
     ids = as_spec_item(monkeypatch)
     before = {p.pid for p in psutil.Process().children()}
-    with pytest.raises(pytest.fail.Exception, match=timed_out(ids, "the program", 0.5)):
-        testing.run_program(PAUSE, "the program", timeout=0.5)
+    with pytest.raises(pytest.fail.Exception, match=timed_out(ids, "the program", 0.2)):
+        testing.run_program(PAUSE, "the program", timeout=0.2)
     assert {p.pid for p in psutil.Process().children()} <= before
 
 

@@ -14,9 +14,39 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
+from multiprocessing import connection
 from typing import Any
 
 from kata.probes import GATE_LIMIT
+
+
+def connect_without_nagle() -> None:
+    """Make this process's multiprocessing clients set ``TCP_NODELAY`` (idempotent).
+
+    Every new connection to a manager ends its handshake with two small
+    writes in a row, which Nagle's algorithm holds for the server's delayed
+    ACK: 44 ms per connection instead of 0.3 ms (spec/11-distributed.md,
+    ``benchmarks/bench.py``). The tests turn Nagle off in the test process
+    and in the workers they start, so a test costs what its behaviour costs;
+    what a worker does, and what the test sees, is the same.
+    """
+    client = connection.SocketClient
+    if getattr(client, "kata_nodelay", False):
+        return
+
+    def socket_client(address: Any) -> connection.Connection:
+        conn = client(address)
+        s = socket.socket(fileno=conn.fileno())
+        try:
+            if s.family in (socket.AF_INET, socket.AF_INET6):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        finally:
+            s.detach()  # the descriptor stays the connection's
+        return conn
+
+    socket_client.kata_nodelay = True  # type: ignore[attr-defined]
+    connection.SocketClient = socket_client
 
 
 def _report_errors(lines: Any, run: Any) -> None:
@@ -30,6 +60,7 @@ def _report_errors(lines: Any, run: Any) -> None:
 
 def run_worker(module_name: str, authkey: bytes, host: str, port: int, idle: float, lines: Any) -> None:
     """Run the learner's ``worker()``; each line it says goes to ``lines`` as ``("line", text)``."""
+    connect_without_nagle()
     module = importlib.import_module(module_name)
 
     def say(text: str) -> None:
@@ -46,6 +77,7 @@ def run_sharing_worker(
     Each task taken is reported as ``("task", pid, n)`` before the worker
     answers it, so the test sees which process took which task.
     """
+    connect_without_nagle()
     module = importlib.import_module(module_name)
     held = []
 
