@@ -160,7 +160,7 @@ def pytest_command(
     files, words = _words_to_tests(args.targets)
     cmd = [
         sys.executable, "-m", "pytest",
-        "-p", "kata.plugin",
+        "-p", "kata.plugin", "-p", "pytest_timeout",  # the only plugins: see run_contained
         "--rootdir", str(specs.ROOT),
         "-c", str(specs.ROOT / "pyproject.toml"),
         "-q", "--no-header", "--tb=no", "-rN", "--disable-warnings",
@@ -179,11 +179,27 @@ def pytest_command(
         cmd += ["--junitxml", os.path.abspath(args.junitxml)]
     if args.exitfirst:
         cmd.append("-x")
-    if args.workers and args.workers != "0":
-        cmd += ["-n", args.workers]
+    files = files or topic_test_files()
+    workers = workers_for(args.workers, len(files))
+    if workers != "0":
+        cmd += ["-p", "xdist.plugin", "-n", workers]
     if args.timeout:
         cmd += ["--timeout", str(args.timeout)]
-    return cmd + (files or topic_test_files())
+    return cmd + files
+
+
+def workers_for(asked: str, test_files: int) -> str:
+    """The ``-n`` for pytest-xdist: ``asked``, where ``auto`` (the default) means 2 when it pays.
+
+    Two workers when the run covers more than one topic and this process
+    may use two CPUs or more; one process (``0``) otherwise: a single topic
+    finishes before two workers would have started. The verdicts are the
+    same either way (``benchmarks/bench.py`` compares them).
+    """
+    if asked != "auto":
+        return asked
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return "2" if test_files > 1 and cpus >= 2 else "0"
 
 
 def topic_test_files() -> list[str]:
@@ -195,8 +211,14 @@ def topic_test_files() -> list[str]:
 def run_contained(
     cmd: list[str], deadline: float, cwd: Path | None = None, package: str | None = None
 ) -> int:
-    """Run ``cmd`` in a new session (in ``cwd``); kill its whole process group when it ends or overruns."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    """Run ``cmd`` in a new session (in ``cwd``); kill its whole process group when it ends or overruns.
+
+    pytest runs without the plugins installed beside it
+    (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``): a plugin that reorders, reruns or
+    times tests differently would change the verdicts, and some cost half a
+    second to import. ``pytest_command`` names the plugins the kata needs.
+    """
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     if package:
         env["KATA_SOLUTIONS"] = package  # the name as seen from cwd, for programs the tests start
     posix = os.name == "posix"
@@ -466,9 +488,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--workers",
-        default="0",
+        default=os.environ.get("KATA_WORKERS", "auto"),
         metavar="N",
-        help="pytest-xdist workers (a number or auto; default 0: one process)",
+        help="pytest-xdist workers: a number, 0 for one process, or auto (default: $KATA_WORKERS or auto:"
+        " 2 when the run covers several topics and there are 2 CPUs)",
     )
     parser.add_argument("--timeout", type=float, help="per-test limit in seconds (default 20)")
     parser.add_argument(

@@ -76,15 +76,59 @@ def package(request) -> str:
     return request.config.getoption("solutions")
 
 
+def _tcp_listeners() -> dict[int, int] | None:
+    """Socket inode -> port of every TCP socket in LISTEN here; None where there is no ``/proc/net/tcp``.
+
+    One read of ``/proc/net/tcp`` and ``tcp6``: asking psutil per process
+    parses both files again for each process, thousands of lines once the
+    tests have left sockets in TIME_WAIT.
+    """
+    if not os.path.exists("/proc/net/tcp"):
+        return None
+    found = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name, encoding="ascii") as table:
+            next(table)  # the header
+            for line in table:
+                fields = line.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    found[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process ``pid`` holds (``/proc/PID/fd``)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    return inodes
+
+
 def _listening(pids: set[int]) -> set[tuple[int, int]]:
     """``(pid, port)`` of every TCP socket in LISTEN held by these processes."""
     found = set()
+    listeners = _tcp_listeners()
     for pid in pids:
+        if listeners is not None:
+            found.update((pid, listeners[i]) for i in _socket_inodes(pid) if i in listeners)
+            continue
         with contextlib.suppress(psutil.Error):
             for c in psutil.Process(pid).net_connections(kind="tcp"):
                 if c.status == psutil.CONN_LISTEN:
                     found.add((pid, c.laddr.port))
     return found
+
+
+def _listening_ports() -> set[int]:
+    """Every port some process here listens on (TCP)."""
+    listeners = _tcp_listeners()
+    if listeners is not None:
+        return set(listeners.values())
+    return {c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def _alive(procs: dict[int, psutil.Process]) -> set[int]:
@@ -149,10 +193,7 @@ def leftovers() -> Iterator[set[int]]:
         _reap_adopted(before_procs)
         procs = reaper.descendants()
         tree_now = {os.getpid(), *procs}
-        listen = sorted(p for _, p in _listening(tree_now) - before_listen)
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr.port in ports and c.laddr.port not in listen:
-                listen.append(c.laddr.port)
+        listen = sorted({p for _, p in _listening(tree_now) - before_listen} | (ports & _listening_ports()))
         left = [_describe(procs[pid]) for pid in sorted(_alive(procs) - before_procs - helpers)]
         return [d for d in left if d] + [f"a socket listening on port {port}" for port in listen]
 

@@ -123,12 +123,24 @@ def test_pytest_command_maps_ids_topics_and_options(here):
     assert cmd[cmd.index("--spec") + 1] == f"{FIRST.ids[0]},{FIRST.ids[1]},{FIRST.name}"
     assert cmd[cmd.index("--kata-json") + 1] == str(here / "r.json")
     assert cmd[cmd.index("--junitxml") + 1] == str(here / "j.xml")
-    assert cmd[cmd.index("-n") + 1] == "2" and "-x" in cmd
+    assert cmd[cmd.index("-n") + 1] == "2" and "-x" in cmd and "xdist.plugin" in cmd
     assert cmd[cmd.index("--timeout") + 1] == "5.0"
     assert cmd[cmd.index("--start-method") + 1] == "fork"
-    plain = cli.pytest_command(cli.build_parser().parse_args(["check"]))
+    plain = cli.pytest_command(cli.build_parser().parse_args(["check", "-n", "0"]))
     assert "--spec" not in plain and "-x" not in plain and "-n" not in plain and "--timeout" not in plain
     assert plain[-len(cli.topic_test_files()) :] == cli.topic_test_files()
+    assert "xdist.plugin" not in plain and "pytest_timeout" in plain
+
+
+def test_workers_default_to_two_for_several_topics_on_two_cpus(monkeypatch):
+    monkeypatch.delenv("KATA_WORKERS", raising=False)
+    assert cli.build_parser().parse_args(["check"]).workers == "auto"
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cli.workers_for("auto", 11) == "2"
+    assert cli.workers_for("auto", 1) == "0", "one topic: one process"
+    assert cli.workers_for("3", 1) == "3", "a number given is kept"
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert cli.workers_for("auto", 11) == "0", "one CPU: one process"
 
 
 def test_check_refuses_an_unavailable_start_method(here, capsys, monkeypatch):
