@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not hostile and not workflow", "--tb=line"]
+#: The matrix suite, with only the kata's plugins, as ``kata check`` runs it (the plugins
+#: installed beside pytest, e.g. hypothesis's, are not the suite's cost).
+SUITE = [
+    "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-p", "xdist.plugin",
+    "-m", "not hostile and not workflow", "--tb=line",
+]  # fmt: skip
 
 
 def _noop() -> None:
@@ -149,7 +154,7 @@ def _run(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -
 def run_suite(methods: str, extra: list[str], tmp: Path, tag: str) -> dict[str, Any]:
     """One suite run: wall time, exit code, process starts, spec verdicts."""
     counts_file, report = tmp / f"{tag}.counts", tmp / f"{tag}.json"
-    env = dict(os.environ, KATA_COUNT_STARTS=str(counts_file))
+    env = dict(os.environ, KATA_COUNT_STARTS=str(counts_file), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), env.get("PYTHONPATH")]))
     cmd = [sys.executable, *SUITE, "-p", "count_starts", "--start-method", methods]
     cmd += ["--kata-json", str(report)]
@@ -213,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kata-bench-") as name:
         tmp = Path(name)
         out["suite"] = {}
-        fixed, _ = _run([sys.executable, *SUITE, "--collect-only"])
+        fixed, _ = _run(
+            [sys.executable, *SUITE, "--collect-only"],
+            env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
+        )
         out["fixed"] = fixed
         print(f"\npytest's fixed cost (start, plugins, collection: --collect-only): {fixed:.2f} s")
         print("suite per start method (serial):")
