@@ -508,16 +508,20 @@ def test_worker_leaves_when_the_master_shuts_down(dist, key, start_method, lefto
 # ------------------------------------------------------------------- DIST-4
 
 
-@pytest.mark.spec("DIST-4")
+@pytest.mark.spec("DIST-4", "DIST-11")
 def test_master_gives_up_without_a_worker(dist, key, start_method, leftovers):
     said: list[str] = []
     before = set(reaper.descendants())
-    run = testing.Background(dist.master, key, [7, 8], HOST, 0, IDLE, 0.0, said.append)
+    run = testing.Background(dist.master, key, [7, 8], timeout=IDLE, say=said.append)  # host, port: defaults
     with pytest.raises(TimeoutError) as caught:
         run.result(f"master() to give up after its {IDLE} s timeout", timeout=testing.WAIT)
     m = next(filter(None, map(SERVING.search, said)), None)
     assert m, f"master() never said 'Serving on HOST:PORT'; it said {said}"
     leftovers.add(int(m.group(2)))
+    chosen = _ephemeral_range()
+    assert m.group(1) == HOST and (chosen is None or int(m.group(2)) in chosen), (
+        f"master() with its defaults said {m.group(0)!r}: 127.0.0.1 and a port the system chose (DIST-11)"
+    )
     message = str(caught.value)
     assert "worker" in message, (
         f"the TimeoutError should tell the user a worker is missing; it says {message!r}"
@@ -531,7 +535,7 @@ def test_master_gives_up_without_a_worker(dist, key, start_method, leftovers):
 @pytest.mark.spec("DIST-4")
 def test_cli_master_gives_up_without_a_worker(demo, key):
     run = demo("distributed", "master", "--tasks", "2", "--timeout", str(IDLE), env={KEY_ENV: key.hex()})
-    assert run.returncode != 0, f"the master with no worker exited with {run.returncode}: expected non-zero"
+    assert run.returncode == 1, f"the master with no worker exited with {run.returncode}: expected 1"
     assert "worker" in run.stderr and "Traceback" not in run.stderr, (
         f"expected one clear line on stderr saying no worker answered; got:\n{testing.cut(run.stderr)}"
     )
@@ -543,8 +547,11 @@ def test_cli_master_gives_up_without_a_worker(demo, key):
 @pytest.mark.spec("DIST-5")
 def test_wrong_key_is_refused_and_the_master_serves_on(dist, key, start_method, leftovers):
     with master_of(dist, key, leftovers) as manager:
-        with pytest.raises(multiprocessing.AuthenticationError):
+        with pytest.raises(multiprocessing.AuthenticationError) as refused:
             dist.connect_worker(secrets.token_bytes(32), HOST, port_of(manager))
+        assert "key" in str(refused.value), (
+            f"the AuthenticationError should say the master refused our key; it says {str(refused.value)!r}"
+        )
         tasks, results_queue = manager.get_task_queue(), manager.get_result_queue()
         for n in NOTE_TASKS[:3]:
             tasks.put(n)
@@ -611,8 +618,8 @@ def test_port_in_use_is_a_clear_error(dist, key, start_method, blocker, leftover
     try:
         manager = dist.start_master(key, HOST, port)
     except OSError as exc:
-        assert exc.errno == errno.EADDRINUSE and "in use" in str(exc), (
-            f"expected OSError(EADDRINUSE) saying the port is in use; got errno {exc.errno}: {exc}"
+        assert exc.errno == errno.EADDRINUSE and "in use" in str(exc) and str(port) in str(exc), (
+            f"expected OSError(EADDRINUSE) saying port {port} is in use; got errno {exc.errno}: {exc}"
         )
     except EOFError:
         testing.fail(
@@ -631,10 +638,80 @@ def test_port_in_use_is_a_clear_error(dist, key, start_method, blocker, leftover
 def test_cli_port_in_use(demo, key, blocker):
     port = blocker(listen=True).port
     run = demo("distributed", "master", "--port", str(port), "--tasks", "1", env={KEY_ENV: key.hex()})
-    assert run.returncode != 0 and "in use" in run.stderr and "Traceback" not in run.stderr, (
-        f"expected a non-zero exit and one line saying port {port} is in use; got exit {run.returncode}:\n"
-        + testing.cut(run.stderr)
+    said = run.stderr
+    assert run.returncode == 1 and "in use" in said and str(port) in said and "Traceback" not in said, (
+        f"expected exit 1 and one line saying port {port} is in use; got exit {run.returncode}:\n"
+        + testing.cut(said)
     )
+
+
+#: An address of TEST-NET-1 (RFC 5737): on no host, so binding it fails.
+NOT_HERE = "192.0.2.1"
+
+
+@pytest.mark.spec("DIST-8")
+def test_an_address_not_on_this_host_is_a_clear_error(dist, key, start_method, leftovers):
+    with socket.socket() as probe:
+        try:
+            probe.bind((NOT_HERE, 0))
+        except OSError:
+            pass
+        else:
+            pytest.skip(f"this host lets a socket bind {NOT_HERE} (ip_nonlocal_bind?): nothing fails here")
+    try:
+        manager = dist.start_master(key, NOT_HERE, 0)
+    except OSError as exc:
+        assert NOT_HERE in str(exc), f"the OSError should name the address it could not serve on: {exc}"
+    except EOFError:
+        testing.fail(
+            f"start_master({NOT_HERE!r}) raised a bare EOFError: the server process could not bind and died;"
+            " catch it and raise OSError naming the address"
+        )
+    else:
+        manager.shutdown()
+        testing.fail(f"start_master({NOT_HERE!r}, 0) returned a manager on {manager.address}")
+
+
+def _port_in_time_wait() -> int:
+    """A port on HOST that nothing listens on, held in TIME_WAIT by a connection just closed.
+
+    The side that closes a TCP connection first keeps its address in
+    TIME_WAIT for a minute: the listener's side here, as when a master has
+    just ended. A plain ``bind`` fails there with EADDRINUSE; with
+    ``SO_REUSEADDR``, as multiprocessing's listener binds, it succeeds.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection((HOST, port), timeout=testing.WAIT) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # this side closes first: TIME_WAIT on (HOST, port)
+            assert client.recv(1) == b"", "the test's own connection did not close"
+    with socket.socket() as plain:
+        try:
+            plain.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return port
+            raise
+    pytest.skip("this system lets a plain bind reuse a port in TIME_WAIT: nothing to tell apart here")
+
+
+@pytest.mark.spec("DIST-8")
+def test_a_port_in_time_wait_is_free(dist, key, start_method, leftovers):
+    port = _port_in_time_wait()
+    try:
+        manager = dist.start_master(key, HOST, port)
+    except OSError as exc:
+        testing.fail(
+            f"start_master on port {port}, in TIME_WAIT after a closed connection but listened on by"
+            f" nothing, raised {exc}: the manager's listener binds with SO_REUSEADDR and would serve there;"
+            " check the port the same way (a master restarted at once on its port must start)"
+        )
+    leftovers.add(port_of(manager))
+    manager.shutdown()
 
 
 # ------------------------------------------------------------------- DIST-9
@@ -739,7 +816,7 @@ def test_master_binds_loopback_on_a_free_port(dist, key, start_method, leftovers
 @pytest.mark.spec("DIST-12")
 def test_make_key(dist):
     first, second = dist.make_key(), dist.make_key()
-    assert isinstance(first, bytes) and len(first) >= 32, (
+    assert isinstance(first, bytes) and len(first) == 32, (
         f"make_key() gave {first!r}: 32 random bytes expected"
     )
     assert first != second, "make_key() gave the same key twice"
@@ -783,7 +860,7 @@ def test_cli_master_without_a_key_makes_one(dist, package, programs, leftovers, 
     assert m, f"the master should tell how to hand its key to a worker (--key-file FILE); it said:\n{told}"
     path = Path(m.group(1))
     made = bytes.fromhex(path.read_text().strip())
-    assert len(made) >= 32, f"the key in {path} has {len(made)} bytes, expected 32"
+    assert len(made) == 32, f"the key in {path} has {len(made)} bytes, expected 32"
     assert path.stat().st_mode & 0o077 == 0, f"{path} can be read by others: mode {oct(path.stat().st_mode)}"
     assert made.hex() not in told, "the master printed the key itself: terminals and logs keep it"
     no_key = demo("distributed", "worker", "--host", HOST, "--port", str(port))
@@ -880,12 +957,28 @@ def test_master_and_worker_on_two_hosts(dist, key, package, programs, leftovers)
 # ------------------------------------------------------------------ DIST-14
 
 
-@pytest.mark.spec("DIST-14")
-def test_cli_pair_prints_the_notes_transcripts(dist, key, package, programs, start_method, leftovers, demo):
+def _method_of_children(pid: int) -> str:
+    """The start method a program's children show: spawn and forkserver start a fresh interpreter."""
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            for method in ("spawn", "forkserver"):
+                if f"multiprocessing.{method}" in command:
+                    return method
+    return "fork"
+
+
+@pytest.mark.spec("DIST-12", "DIST-14")
+def test_cli_pair_prints_the_notes_transcripts(
+    dist, key, package, programs, start_method, leftovers, demo, tmp_path
+):
     env = {KEY_ENV: key.hex()}
+    key_file = tmp_path / "key.hex"
+    key_file.write_text(key.hex() + "\n")
     master = start_cli_master(
-        programs, dist, package, env, "--tasks", "10", "--delay", "0", "--start-method", start_method
-    )
+        programs, dist, package, {}, "--tasks", "10", "--delay", "0", "--start-method", start_method,
+        "--key-file", str(key_file),
+    )  # fmt: skip
     _, port = serving(master, leftovers)
     assert master.seen[0] == f"Serving on {HOST}:{port}", f"the master's first line: {master.seen[0]!r}"
     puts = []
@@ -893,6 +986,8 @@ def test_cli_pair_prints_the_notes_transcripts(dist, key, package, programs, sta
         m = re.fullmatch(r"Put task (\d+)\.\.\.", line)
         assert m, f"expected 'Put task N...' or 'Try get results...', got {line!r}"
         puts.append(int(m.group(1)))
+    used = _method_of_children(master.proc.pid)  # its manager's server runs until the results are in
+    assert used == start_method, f"run with --start-method {start_method}, the master's server used {used}"
     worker = demo(
         "distributed", "worker", "--host", HOST, "--port", str(port), "--delay", "0", "--idle", "5", env=env
     )
