@@ -100,9 +100,10 @@ def _get_queue() -> Any:
 def cost_of_manager_connection(nodelay: bool, n: int = 5) -> float:
     """Median seconds for a new connection to a manager plus one call on a new proxy."""
     import queue
-    import socket
     from multiprocessing import connection
     from multiprocessing.managers import BaseManager
+
+    from kata.probes.distributed import connect_without_nagle
 
     global _QUEUE
     _QUEUE = queue.Queue()
@@ -119,17 +120,10 @@ def cost_of_manager_connection(nodelay: bool, n: int = 5) -> float:
     server = Server(address=("127.0.0.1", 0), authkey=key, ctx=multiprocessing.get_context("fork"))
     server.start()
     original = connection.SocketClient
-
-    def client_nodelay(address: Any) -> Any:
-        with socket.socket(socket.AF_INET) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.connect(address)
-            return connection.Connection(s.detach())
-
     times = []
     try:
         if nodelay:
-            connection.SocketClient = client_nodelay
+            connect_without_nagle()  # what the distributed tests do
         for _ in range(n):
             start = time.perf_counter()
             client = Client(address=server.address, authkey=key)
