@@ -27,7 +27,7 @@ from kata.probes import gil as gil_probes
 #: One measurement window, in seconds.
 WINDOW = 0.1
 #: At most this many windows to see more than one core.
-ROUNDS = 5
+ROUNDS = 20
 #: "About one core": CPU/wall of busy threads on a GIL build stays at or below this.
 ONE_CORE = 1.3
 #: "More than one core": CPU/wall above this.
