@@ -505,6 +505,22 @@ def test_worker_leaves_when_the_master_shuts_down(dist, key, start_method, lefto
     assert done == 0, f"work() returned {done!r}, expected 0 tasks done"
 
 
+@pytest.mark.spec("DIST-3")
+def test_worker_takes_none_as_the_master_gone(dist, key, start_method, leftovers):
+    """A dying server may answer a waiting ``get`` with None (spec/11, DIST-3): put there, it is the same."""
+    with master_of(dist, key, leftovers) as manager:
+        tasks = manager.get_task_queue()
+        for n in (*NOTE_TASKS[:2], None, NOTE_TASKS[2]):
+            tasks.put(n)
+        connection = dist.connect_worker(key, HOST, port_of(manager))
+        done = testing.Background(dist.work, connection, testing.WAIT, 0.0, lambda _: None).result(
+            "work() to return on the None"
+        )
+        left = tasks.qsize()
+    assert done == 2, f"work() returned {done!r} after two tasks and a None: the count of tasks done, 2"
+    assert left == 1, f"work() went on after the None ({left} task left, not 1): None means the master left"
+
+
 # ------------------------------------------------------------------- DIST-4
 
 
