@@ -40,11 +40,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kata.cli import NO_AUTOLOAD, PLUGINS, XDIST_PLUGIN
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The matrix suite, with only the kata's plugins, as ``kata check`` runs it (the plugins
-#: installed beside pytest, e.g. hypothesis's, are not the suite's cost).
+#: installed beside pytest, e.g. hypothesis's, are not the suite's cost; run with ``NO_AUTOLOAD``).
 SUITE = [
-    "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "pytest_timeout", "-p", "xdist.plugin",
+    "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS, *XDIST_PLUGIN,
     "-m", "not hostile and not workflow", "--tb=line",
 ]  # fmt: skip
 
@@ -148,7 +150,7 @@ def _run(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -
 def run_suite(methods: str, extra: list[str], tmp: Path, tag: str) -> dict[str, Any]:
     """One suite run: wall time, exit code, process starts, spec verdicts."""
     counts_file, report = tmp / f"{tag}.counts", tmp / f"{tag}.json"
-    env = dict(os.environ, KATA_COUNT_STARTS=str(counts_file), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = dict(os.environ, KATA_COUNT_STARTS=str(counts_file), **NO_AUTOLOAD)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), env.get("PYTHONPATH")]))
     cmd = [sys.executable, *SUITE, "-p", "count_starts", "--start-method", methods]
     cmd += ["--kata-json", str(report)]
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         out["suite"] = {}
         fixed, _ = _run(
             [sys.executable, *SUITE, "--collect-only"],
-            env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
+            env=dict(os.environ, **NO_AUTOLOAD),
         )
         out["fixed"] = fixed
         print(f"\npytest's fixed cost (start, plugins, collection: --collect-only): {fixed:.2f} s")

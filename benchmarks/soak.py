@@ -29,6 +29,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from kata.cli import NO_AUTOLOAD, PLUGINS, XDIST_PLUGIN
+
 ROOT = Path(__file__).resolve().parent.parent
 BUSY = "while True: pass"
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=0, help="extra CPU-bound processes during the soak")
     args = parser.parse_args(argv)
     pytest_args = extra or ["-m", "not hostile and not workflow", "-n", "2"]
-    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = dict(os.environ, **NO_AUTOLOAD)
 
     busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(args.busy)]
     counts: collections.Counter[str] = collections.Counter()
@@ -81,10 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                     "-q",
                     "-p",
                     "no:cacheprovider",
-                    "-p",
-                    "pytest_timeout",
-                    "-p",
-                    "xdist.plugin",
+                    *PLUGINS,
+                    *XDIST_PLUGIN,
                     "--junitxml",
                     str(junit),
                 ]

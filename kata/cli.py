@@ -36,6 +36,14 @@ from typing import Any, NoReturn
 from kata import spec as specs
 from kata import stubs
 
+#: The pytest plugins a kata run loads, and all it loads (``NO_AUTOLOAD``): a plugin
+#: installed beside pytest could reorder, rerun or slow the tests. ``benchmarks/`` uses them too.
+PLUGINS = ["-p", "kata.plugin", "-p", "pytest_timeout"]
+#: Added when the run has pytest-xdist workers.
+XDIST_PLUGIN = ["-p", "xdist.plugin"]
+#: The environment that keeps pytest from loading the plugins installed beside it.
+NO_AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
 #: Whole-run deadline of ``kata check`` in seconds (``--deadline`` changes it).
 DEADLINE = 1800.0
 
@@ -159,8 +167,7 @@ def pytest_command(
     """The pytest command line that ``kata check`` runs for these arguments."""
     files, words = _words_to_tests(args.targets)
     cmd = [
-        sys.executable, "-m", "pytest",
-        "-p", "kata.plugin", "-p", "pytest_timeout",  # the only plugins: see run_contained
+        sys.executable, "-m", "pytest", *PLUGINS,
         "--rootdir", str(specs.ROOT),
         "-c", str(specs.ROOT / "pyproject.toml"),
         "-q", "--no-header", "--tb=no", "-rN", "--disable-warnings",
@@ -182,7 +189,7 @@ def pytest_command(
     files = files or topic_test_files()
     workers = workers_for(args.workers, len(files))
     if workers != "0":
-        cmd += ["-p", "xdist.plugin", "-n", workers]
+        cmd += [*XDIST_PLUGIN, "-n", workers]
     if args.timeout:
         cmd += ["--timeout", str(args.timeout)]
     return cmd + files
@@ -213,12 +220,11 @@ def run_contained(
 ) -> int:
     """Run ``cmd`` in a new session (in ``cwd``); kill its whole process group when it ends or overruns.
 
-    pytest runs without the plugins installed beside it
-    (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``): a plugin that reorders, reruns or
-    times tests differently would change the verdicts, and some cost half a
-    second to import. ``pytest_command`` names the plugins the kata needs.
+    pytest runs with ``PLUGINS`` only (``NO_AUTOLOAD``): a plugin that
+    reorders, reruns or times tests differently would change the verdicts, and
+    some cost half a second to import.
     """
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **NO_AUTOLOAD)
     if package:
         env["KATA_SOLUTIONS"] = package  # the name as seen from cwd, for programs the tests start
     posix = os.name == "posix"
